@@ -1,0 +1,198 @@
+"""Dataset registry: every dataset the workbench trains on, loaded whole into memory as tensors.
+
+All datasets come back the same way, as a ``Dataset`` of float32 NCHW images in [0, 1] plus int64
+labels. Normalisation is *not* applied here: the model normalises inside itself with the ``mean`` and
+``std`` recorded on the Dataset, so attacks keep working in plain pixel space, where an epsilon of
+8/255 means what it says.
+
+``digits`` ships with scikit-learn and needs nothing on disk. The others load through torchvision's own
+dataset classes from ``data_dir`` (``$SIMPLEX_DATA_DIR``, else ``~/.cache/simplex-workbench/data``),
+laid out exactly as torchvision expects; they touch the network only when ``download=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: torch.Tensor  # float32 (N, C, H, W), values in [0, 1]
+    y_train: torch.Tensor  # int64 (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    class_names: list[str]
+    mean: tuple[float, ...]  # per-channel mean of x_train (the model normalises inside itself)
+    std: tuple[float, ...]  # per-channel std of x_train
+
+    @property
+    def in_channels(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.x_train.shape[2]
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return dataclasses.replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                                   x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    label: str  # human-readable name for the UI
+    num_classes: int
+    shape: tuple[int, int, int]  # (C, H, W) of one image
+    files: tuple[str, ...]  # paths relative to data_dir that must exist; empty when bundled
+
+
+def _mnist_files(folder: str) -> tuple[str, ...]:
+    # torchvision reads the *uncompressed* IDX files from <root>/<ClassName>/raw/ (the .gz are only the
+    # download format) and wants all four present even when only one split is asked for.
+    return tuple(f"{folder}/raw/{split}-{kind}" for split in ("train", "t10k")
+                 for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("Digits (scikit-learn, 8x8)", 10, (1, 8, 8), ()),
+    "mnist": DatasetInfo("MNIST", 10, (1, 28, 28), _mnist_files("MNIST")),
+    "fashion-mnist": DatasetInfo("Fashion-MNIST", 10, (1, 28, 28), _mnist_files("FashionMNIST")),
+    "svhn": DatasetInfo("SVHN", 10, (3, 32, 32), ("train_32x32.mat", "test_32x32.mat")),
+    "cifar10": DatasetInfo("CIFAR-10", 10, (3, 32, 32),
+                           tuple(f"cifar-10-batches-py/{f}" for f in
+                                 [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"])),
+    "cifar100": DatasetInfo("CIFAR-100", 100, (3, 32, 32),
+                            tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta"))),
+}
+DATASET_NAMES = tuple(DATASETS)  # ("digits", "mnist", "fashion-mnist", "svhn", "cifar10", "cifar100")
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset's files are missing or unreadable (and were not, or could not be, downloaded)."""
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("SIMPLEX_DATA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "simplex-workbench" / "data"
+
+
+# -----------------------------------------------------------------------------
+# Checksum-free torchvision classes.
+# torchvision's CIFAR and SVHN classes md5-check every file against the official release, so a user's
+# subset (or a test's tiny file) is rejected as "not found or corrupted". These subclasses keep the same
+# file names but drop the checksums: torchvision's check_integrity(path, md5=None) then only checks that
+# the file exists. Overriding _check_integrity alone would not do, because CIFAR's _load_meta checks the
+# md5 of batches.meta / meta separately. MNIST needs none of this: torchvision never checksums raw files.
+
+class _CIFAR10Unverified(CIFAR10):
+    train_list = [[f, None] for f, _ in CIFAR10.train_list]
+    test_list = [[f, None] for f, _ in CIFAR10.test_list]
+    meta = {**CIFAR10.meta, "md5": None}
+
+
+class _CIFAR100Unverified(CIFAR100):
+    train_list = [[f, None] for f, _ in CIFAR100.train_list]
+    test_list = [[f, None] for f, _ in CIFAR100.test_list]
+    meta = {**CIFAR100.meta, "md5": None}
+
+
+class _SVHNUnverified(SVHN):
+    split_list = {split: [url, filename, None] for split, (url, filename, _) in SVHN.split_list.items()}
+
+
+# name -> (class used with verify_checksums=True, class used with verify_checksums=False)
+_TORCHVISION = {
+    "mnist": (MNIST, MNIST),
+    "fashion-mnist": (FashionMNIST, FashionMNIST),
+    "svhn": (SVHN, _SVHNUnverified),
+    "cifar10": (CIFAR10, _CIFAR10Unverified),
+    "cifar100": (CIFAR100, _CIFAR100Unverified),
+}
+
+
+# -----------------------------------------------------------------------------
+
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False,
+                 verify_checksums: bool = True) -> Dataset:
+    """Load a dataset by name as whole in-memory tensors. Raises DatasetUnavailable when its files
+    are missing or unreadable, ValueError for an unknown name."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset: unknown dataset {name!r}; allowed values: {', '.join(DATASET_NAMES)}")
+    if name == "digits":
+        x_train, y_train, x_test, y_test = (t.clone() for t in _digits_tensors())  # callers may mutate
+        class_names = [str(d) for d in range(10)]
+    else:
+        root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        x_train, y_train, x_test, y_test, class_names = _load_torchvision(name, root, download, verify_checksums)
+
+    # per-channel statistics in one reduction over every axis but C; population std (correction=0)
+    # because these describe the whole training set, not a sample drawn from it
+    std, mean = torch.std_mean(x_train, dim=(0, 2, 3), correction=0)
+    return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   num_classes=DATASETS[name].num_classes, class_names=class_names,
+                   mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_tensors() -> tuple[torch.Tensor, ...]:
+    # scikit-learn bundles these 1,797 8x8 images (values 0..16), so this never needs the network.
+    # A fixed stratified split keeps every run, and every test, on the same 1,347 / 450 images.
+    digits = load_digits()
+    x = torch.from_numpy(digits.images).float().div_(16).unsqueeze(1)  # (N, 1, 8, 8)
+    y = torch.from_numpy(digits.target).long()
+    idx_train, idx_test = train_test_split(torch.arange(len(y)).numpy(), test_size=0.25,
+                                           stratify=y.numpy(), random_state=0)
+    idx_train, idx_test = torch.from_numpy(idx_train), torch.from_numpy(idx_test)
+    return x[idx_train], y[idx_train], x[idx_test], y[idx_test]
+
+
+def _load_torchvision(name: str, root: Path, download: bool, verify_checksums: bool):
+    cls = _TORCHVISION[name][0 if verify_checksums else 1]
+    try:
+        if name == "svhn":
+            train, test = cls(root, split="train", download=download), cls(root, split="test", download=download)
+        else:
+            train, test = cls(root, train=True, download=download), cls(root, train=False, download=download)
+        x_train, y_train = _to_tensors(train)
+        x_test, y_test = _to_tensors(test)
+    except Exception as e:  # noqa: BLE001 - whatever broke (missing, truncated, bad download), say it plainly
+        raise DatasetUnavailable(_unavailable_message(name, root, download, verify_checksums, e)) from e
+    class_names = [str(d) for d in range(10)] if name == "svhn" else list(train.classes)
+    return x_train, y_train, x_test, y_test, class_names
+
+
+def _to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
+    # Take the arrays torchvision has already loaded and convert them in bulk: indexing the dataset
+    # would build one PIL image per sample, which is slow and pointless here.
+    if isinstance(ds, MNIST):  # also FashionMNIST; .data is a uint8 tensor (N, 28, 28)
+        x, y = ds.data.unsqueeze(1), ds.targets
+    elif isinstance(ds, CIFAR10):  # also CIFAR100; .data is uint8 NHWC, .targets a list of ints
+        x, y = torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.as_tensor(ds.targets)
+    else:  # SVHN; .data is already uint8 NCHW, and torchvision has mapped label 10 to digit 0
+        x, y = torch.from_numpy(ds.data), torch.from_numpy(ds.labels)
+    return x.contiguous().float().div_(255), y.long().reshape(-1)  # reshape: SVHN squeezes N=1 to 0-d
+
+
+def _unavailable_message(name: str, root: Path, download: bool, verify_checksums: bool, cause: Exception) -> str:
+    files = [root / f for f in DATASETS[name].files]
+    missing = [f for f in files if not f.is_file()]
+    lines = [f"Dataset {name!r} ({DATASETS[name].label}) could not be loaded from {root}.",
+             "Expected files:"] + [f"  {f}{'  (missing)' if f in missing else ''}" for f in files]
+    if not missing and verify_checksums and name in ("svhn", "cifar10", "cifar100"):
+        lines.append("All files exist, so they probably failed torchvision's md5 check (it expects the "
+                     "official release); pass verify_checksums=False to load a subset or a re-packed copy.")
+    lines.append(f"Fix: place the files there, set SIMPLEX_DATA_DIR to the folder that holds them"
+                 f"{', or load with download=True' if not download else ''}.")
+    lines.append(f"Cause: {type(cause).__name__}: {cause}")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""Projections of latent vectors for the latent-space views (../shared/spec/visuals.md)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def class_centres(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None) -> np.ndarray:
+    """The three centres a view is drawn around: the objective's fixed geometry if it has one
+    (GCCS vertices), else the class means of the latents (CE)."""
+    if geometry is not None:
+        return np.asarray(geometry, dtype=np.float64)[classes]
+    return np.stack([z[y == c].mean(0) if np.any(y == c) else np.zeros(z.shape[1]) for c in classes])
+
+
+def plane_basis(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Origin and orthonormal basis (2, D) of the plane through three centres (Gram–Schmidt)."""
+    origin = centres.mean(0)
+    u = centres[1] - centres[0]
+    u = u / max(np.linalg.norm(u), 1e-12)
+    w = centres[2] - centres[0]
+    w = w - (w @ u) * u
+    w = w / max(np.linalg.norm(w), 1e-12)
+    return origin, np.stack([u, w])
+
+
+def simplex_view(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None):
+    """Points of the three classes and their centres projected onto the plane through the centres.
+
+    Returns (points (n, 2), labels (n,), vertices (3, 2)).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    mask = np.isin(y, classes)
+    centres = class_centres(z, y, classes, geometry)
+    origin, basis = plane_basis(centres)
+    return (z[mask] - origin) @ basis.T, y[mask], (centres - origin) @ basis.T
+
+
+def coords_3d(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None):
+    """The three latent coordinates (z_a, z_b, z_c) of the three classes' points, and the centres
+    in the same coordinates (GCCS vertices μ_T·e_a … or CE class means)."""
+    z = np.asarray(z, dtype=np.float64)
+    mask = np.isin(y, classes)
+    centres = class_centres(z, y, classes, geometry)
+    return z[mask][:, classes], y[mask], centres[:, classes]

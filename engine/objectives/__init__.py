@@ -1,0 +1,22 @@
+"""Objective registry: id -> class. Every objective has the shape of ``base.Objective``."""
+from __future__ import annotations
+
+from .base import ConfigError, LossOutput, Objective, Param
+from .ce import CrossEntropy
+from .gccs import GCCS
+
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (CrossEntropy, GCCS)}
+
+
+def get_objective_class(name: str) -> type[Objective]:
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}; got {name!r}") from None
+
+
+def build_objective(name: str, num_classes: int, params: dict | None = None) -> Objective:
+    return get_objective_class(name)(num_classes, **(params or {}))
+
+
+__all__ = ["OBJECTIVES", "ConfigError", "LossOutput", "Objective", "Param", "build_objective", "get_objective_class"]

@@ -1,0 +1,364 @@
+"""The training loop: one or more objectives trained in lockstep on identical batches.
+
+Read top to bottom: devices and randomness, batch order, one member per objective, the loop, the
+per-epoch evaluation, storing. The loop never knows which objective it runs: it calls
+``objective.loss(z, y)`` and reads ``.loss`` and ``.parts``.
+
+Fairness and reproducibility: every member is built from the same seed and sees the same batches in
+the same order; each member owns its random stream (dropout), swapped in around its own step, so a
+run's weights do not depend on which other objectives share the job. That is what lets the store
+name a run by the hash of its own settings alone.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from models import build_model
+
+from .config import ObjectiveSpec, TrainConfig, validate, warnings_for
+from .data import DATASETS, Dataset, load_dataset
+from .evaluate import class_kurtosis, macro_f1, r_ab
+from .objectives import Objective, build_objective
+
+EVAL_BATCH = 1000
+MAX_SNAPSHOTS = 60  # latent snapshots kept per run (thinned evenly beyond that)
+# Global generators are process-wide; members are initialised under this lock, and CPU members
+# swap the CPU stream under it, so a job on another device can never reseed a step half-way.
+RNG_LOCK = threading.Lock()
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class Cancelled(Exception):
+    """The job's cancel flag was set; nothing was stored."""
+
+
+class TrainingFailed(RuntimeError):
+    """Training could not go on (e.g. a non-finite loss); nothing was stored."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingFailed("device: cuda was asked for but no CUDA GPU is available; choose cpu or auto")
+    return torch.device(name)
+
+
+# --- batch order -------------------------------------------------------------------------------
+def epoch_batches(labels: torch.Tensor, batch_size: int, sampler: str, generator: torch.Generator,
+                  num_classes: int) -> torch.Tensor:
+    """Indices for one epoch as a (num_batches, batch_size) tensor; the last partial batch is
+    dropped (per-batch class statistics need full batches).
+
+    ``random``: a uniform permutation. ``balanced``: every class is spread evenly over the epoch,
+    so each batch holds about batch_size/K samples of each class (GCCS spec §3, decision 3): each
+    sample gets the key (rank within its class + U(0,1)) / class size and the epoch is the argsort.
+    """
+    n = labels.numel()
+    if sampler == "random":
+        order = torch.randperm(n, generator=generator)
+    else:
+        y = labels.cpu()
+        shuffled = torch.randperm(n, generator=generator)
+        counts = torch.bincount(y, minlength=num_classes).double()
+        # rank of each (shuffled) sample within its class, vectorised: stable sort by class
+        by_class = shuffled[torch.argsort(y[shuffled], stable=True)]
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.empty(n, dtype=torch.float64)
+        rank[by_class] = torch.arange(n, dtype=torch.float64) - starts[y[by_class]]
+        keys = (rank + torch.rand(n, generator=generator, dtype=torch.float64)) / counts[y]
+        order = torch.argsort(keys)
+    usable = (n // batch_size) * batch_size
+    if usable == 0:
+        raise TrainingFailed(f"batch_size {batch_size} is larger than the {n} training samples; lower batch_size")
+    return order[:usable].view(-1, batch_size)
+
+
+# --- one member per objective -------------------------------------------------------------------
+@dataclass
+class Member:
+    spec: ObjectiveSpec
+    run_id: str
+    settings: dict[str, Any]
+    model: torch.nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    rng_state: torch.Tensor
+    history: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    step_seconds: float = 0.0
+    pending_timers: list = field(default_factory=list)
+
+
+def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device: torch.device) -> Member:
+    with RNG_LOCK:
+        # Seed only the CPU generator: torch.manual_seed would also reseed every GPU under other jobs.
+        torch.random.default_generator.manual_seed(config.seed)
+        objective = build_objective(spec.name, data.num_classes, spec.params)
+        model = build_model(config.model, data.in_channels, data.image_size, objective.latent_dim,
+                            dropout=config.dropout, mean=data.mean, std=data.std)
+        if device.type == "cuda":
+            generator = torch.Generator(device=device)
+            generator.manual_seed(config.seed)
+            rng_state = generator.get_state()
+        else:
+            rng_state = torch.get_rng_state()
+    model.to(device)
+    objective.to(device)
+    params = list(model.parameters()) + list(objective.parameters())
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+    else:
+        optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    elif config.schedule == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    else:
+        scheduler = None
+    return Member(spec, config.run_id(spec), config.run_settings(spec), model, objective, optimizer,
+                  scheduler, rng_state)
+
+
+class _StepTimer:
+    """Wall time of one member's steps: perf_counter on CPU, CUDA events on a GPU (no sync per step)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def start(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def stop(self, member: Member, started) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            member.pending_timers.append((started, end))
+        else:
+            member.step_seconds += time.perf_counter() - started
+
+    def settle(self, member: Member) -> None:
+        if member.pending_timers:
+            torch.cuda.synchronize()
+            member.step_seconds += sum(a.elapsed_time(b) for a, b in member.pending_timers) / 1000
+            member.pending_timers.clear()
+
+
+def train_step(member: Member, xb: torch.Tensor, yb: torch.Tensor, device: torch.device):
+    """One optimiser step of one member, inside its own random stream. Returns (parts, correct)."""
+    cpu = device.type == "cpu"
+    if cpu:
+        RNG_LOCK.acquire()
+        torch.set_rng_state(member.rng_state)
+    else:
+        torch.cuda.set_rng_state(member.rng_state, device)
+    try:
+        member.model.train()
+        z = member.model(xb)
+        out = member.objective.loss(z, yb)
+        member.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        member.optimizer.step()
+    finally:
+        if cpu:
+            member.rng_state = torch.get_rng_state()
+            RNG_LOCK.release()
+        else:
+            member.rng_state = torch.cuda.get_rng_state(device)
+    correct = (member.objective.predict(z.detach()) == yb).sum()
+    return out.parts, correct
+
+
+@torch.no_grad()
+def latents_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+
+
+def evaluate_member(member: Member, data: Dataset, subset: torch.Tensor) -> tuple[dict[str, Any], np.ndarray]:
+    """Test metrics of one member and the latents of the fixed test subset."""
+    z = latents_of(member.model, data.x_test).float()
+    pred = member.objective.predict(z)
+    k = data.num_classes
+    r, r_ci = r_ab(z, data.y_test, k)
+    metrics = {
+        "test_acc": float((pred == data.y_test).float().mean()),
+        "test_f1": macro_f1(pred, data.y_test, k),
+        "r_ab": r, "r_ab_ci": r_ci,
+        "kurtosis": class_kurtosis(z, data.y_test, k),
+        "diagnostics": member.objective.diagnostics(z, data.y_test),
+    }
+    return metrics, z[subset].cpu().numpy()
+
+
+def fixed_subset(n_test: int, size: int) -> torch.Tensor:
+    """The test samples whose latents are published: fixed for every run (seeded apart from runs)."""
+    generator = torch.Generator().manual_seed(20231)
+    return torch.sort(torch.randperm(n_test, generator=generator)[:min(size, n_test)]).values
+
+
+def thin(snapshots: list, limit: int = MAX_SNAPSHOTS) -> list:
+    """Keep every other snapshot once past the limit (always keeping the newest)."""
+    if len(snapshots) <= limit:
+        return snapshots
+    return snapshots[::2] if len(snapshots) % 2 == 1 else snapshots[::2] + snapshots[-1:]
+
+
+# --- the job -------------------------------------------------------------------------------------
+def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event: EventSink | None = None,
+              cancel: threading.Event | None = None, data_dir=None, download: bool = False) -> list[dict[str, Any]]:
+    """Train every objective of ``config`` in lockstep; store each finished run; return the records.
+
+    Runs already in ``store`` under the same settings are reused (not retrained) unless ``force``.
+    ``on_event`` receives plain dicts: ``start``, ``progress`` (every step), ``epoch`` (per run,
+    with metrics and a latent snapshot), ``reused``. Raises ``Cancelled`` or ``TrainingFailed``;
+    then nothing is written to the store.
+    """
+    config = validate(config)
+    emit = on_event or (lambda event: None)
+    cancel = cancel or threading.Event()
+    device = resolve_device(config.device)
+    data = load_dataset(config.dataset, data_dir=data_dir, download=download)
+    warnings = warnings_for(config, data.num_classes)
+
+    records: dict[str, dict[str, Any]] = {}
+    to_train: list[ObjectiveSpec] = []
+    for spec in config.objectives:
+        run_id = config.run_id(spec)
+        if store is not None and not force and store.has_run(run_id):
+            records[run_id] = store.get_run(run_id)
+        else:
+            to_train.append(spec)
+    run_ids = [config.run_id(s) for s in config.objectives]
+    emit({"type": "start", "runs": [{"run_id": r, "objective": s.name, "reused": r in records}
+                                    for r, s in zip(run_ids, config.objectives)],
+          "warnings": warnings, "epochs": config.epochs, "device": str(device)})
+    for run_id, record in records.items():
+        emit({"type": "reused", "run_id": run_id, "record": record,
+              "latents": store.get_latents(run_id) if store is not None else {}})
+    if not to_train:
+        return [records[r] for r in run_ids]
+
+    data = data.to(device)
+    members = [build_member(config, spec, data, device) for spec in to_train]
+    subset = fixed_subset(len(data.y_test), config.latent_samples).to(device)
+    y_subset = data.y_test[subset].cpu().numpy()
+    generator = torch.Generator().manual_seed(config.seed)
+    timer = _StepTimer(device)
+    started = time.perf_counter()
+    steps_per_epoch = len(data.y_train) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    done_steps = 0
+
+    for epoch in range(1, config.epochs + 1):
+        batches = epoch_batches(data.y_train, config.batch_size, config.sampler, generator, data.num_classes)
+        batches = batches.to(device)
+        sums = [dict() for _ in members]
+        correct = [torch.zeros((), device=device, dtype=torch.long) for _ in members]
+        epoch_start = time.perf_counter()
+        for step, idx in enumerate(batches, start=1):
+            if cancel.is_set():
+                raise Cancelled("cancelled by the user")
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            for i, member in enumerate(members):
+                t0 = timer.start()
+                parts, right = train_step(member, xb, yb, device)
+                timer.stop(member, t0)
+                for key, value in parts.items():
+                    sums[i][key] = sums[i].get(key, 0.0) + value
+                correct[i] += right
+            done_steps += 1
+            elapsed = time.perf_counter() - started
+            emit({"type": "progress", "epoch": epoch, "step": step, "steps_per_epoch": steps_per_epoch,
+                  "done_steps": done_steps, "total_steps": total_steps, "elapsed": elapsed,
+                  "eta": elapsed / done_steps * (total_steps - done_steps)})
+        seen = len(batches) * config.batch_size
+        for member in members:
+            timer.settle(member)
+        train_seconds = time.perf_counter() - epoch_start
+        for i, member in enumerate(members):
+            losses = {key: float(value) / len(batches) for key, value in sums[i].items()}
+            if not all(math.isfinite(v) for v in losses.values()):
+                bad = next(k for k, v in losses.items() if not math.isfinite(v))
+                raise TrainingFailed(
+                    f"objective {member.spec.name}: the training loss part '{bad}' became {losses[bad]} in epoch "
+                    f"{epoch}; nothing was stored. Try a lower learning rate (lr={config.lr}).")
+            if member.scheduler is not None:
+                member.scheduler.step()
+            metrics, snapshot = evaluate_member(member, data, subset)
+            entry = {"epoch": epoch, "time": time.perf_counter() - started, "loss": losses,
+                     "train_acc": float(correct[i]) / seen, "samples_per_s": seen / train_seconds,
+                     "lr": member.optimizer.param_groups[0]["lr"], "train_seconds": member.step_seconds,
+                     **metrics}
+            member.history.append(entry)
+            member.snapshots = thin(member.snapshots + [(epoch, snapshot.astype(np.float16))])
+            emit({"type": "epoch", "run_id": member.run_id, "objective": member.spec.name, "metrics": entry,
+                  "latents": snapshot, "labels": y_subset})
+
+    job_seconds = time.perf_counter() - started
+    for member in members:
+        record = make_record(config, member, data, device, job_seconds, warnings)
+        if store is not None:
+            store.save_run(record, checkpoint_of(member),
+                           {"z": member.snapshots[-1][1].astype(np.float32), "y": y_subset,
+                            "indices": subset.cpu().numpy(), "snapshots": member.snapshots})
+        records[member.run_id] = record
+    return [records[r] for r in run_ids]
+
+
+def checkpoint_of(member: Member) -> dict[str, Any]:
+    return {"model": {k: v.detach().cpu() for k, v in member.model.state_dict().items()},
+            "objective": {k: v.detach().cpu() for k, v in member.objective.state_dict().items()}}
+
+
+def make_record(config: TrainConfig, member: Member, data: Dataset, device: torch.device,
+                job_seconds: float, warnings: list[str]) -> dict[str, Any]:
+    final = member.history[-1]
+    geometry = member.objective.geometry()
+    return {
+        "run_id": member.run_id,
+        "created": time.time(),
+        "settings": member.settings,
+        "objective": member.spec.name,
+        "dataset": config.dataset,
+        "model": config.model,
+        "num_classes": data.num_classes,
+        "class_names": list(data.class_names),
+        "latent_dim": member.objective.latent_dim,
+        "geometry": None if geometry is None else geometry.detach().cpu().numpy(),
+        "device": str(device),
+        "torch": torch.__version__,
+        "history": member.history,
+        "final": {k: final[k] for k in ("test_acc", "test_f1", "r_ab", "r_ab_ci", "train_acc", "kurtosis",
+                                         "diagnostics")},
+        "timing": {"train_seconds": member.step_seconds, "job_seconds": job_seconds,
+                   "epochs": config.epochs, "samples_per_s": final["samples_per_s"]},
+        "warnings": warnings,
+    }
+
+
+def load_run(store, run_id: str, device: str | torch.device = "cpu"):
+    """Rebuild a stored run's model and objective in eval mode: (model, objective, record)."""
+    record = store.get_run(run_id)
+    s = record["settings"]
+    objective = build_objective(s["objective"], record["num_classes"], s["params"])
+    state = store.load_checkpoint(run_id)
+    channels, size, _ = DATASETS[s["dataset"]].shape
+    model = build_model(s["model"], channels, size, objective.latent_dim, dropout=s["dropout"])
+    model.load_state_dict(state["model"])
+    objective.load_state_dict(state["objective"])
+    return model.to(device).eval(), objective.to(device).eval(), record
