@@ -90,7 +90,8 @@ class GCCS(Objective):
 
         # Diagonal variances (used in diag mode and for the kurtosis).
         sq = centred * centred
-        var_diag = ((onehot.T @ sq) / unbiased.unsqueeze(1)).clamp(min=VARIANCE_FLOOR)  # (K, D)
+        sum_sq = onehot.T @ sq  # (K, D): per-class sums of squared deviations
+        var_diag = (sum_sq / unbiased.unsqueeze(1)).clamp(min=VARIANCE_FLOOR)
         mode = self.params["covariance"]
         if mode == "auto":
             use_full = counts > dim
@@ -99,7 +100,10 @@ class GCCS(Objective):
         logdet = torch.log(var_diag).sum(1)
         trace = var_diag.sum(1)
         if bool(use_full.any()):
-            cov = torch.einsum("bk,bd,be->kde", onehot, centred, centred) / unbiased.view(k, 1, 1)
+            # Per-sample outer products summed per class as one (K×B)·(B×D²) product: far cheaper
+            # (forward and backward) than a three-way einsum that materialises B×K×D.
+            outer = (centred.unsqueeze(2) * centred.unsqueeze(1)).reshape(batch, dim * dim)
+            cov = (onehot.T @ outer).view(k, dim, dim) / unbiased.view(k, 1, 1)
             cov = cov + (RIDGE * var_t) * eye
             # Classes in diagonal mode get the identity here, so the batched log-det never sees a
             # singular matrix (a NaN in the unused branch would still poison the gradient).
@@ -111,7 +115,7 @@ class GCCS(Objective):
         mahalanobis = ((targets - means) ** 2).sum(1) / var_t
         kl = dim * math.log(var_t) - logdet - dim + trace / var_t + mahalanobis  # (K,)
 
-        m2 = ((onehot.T @ sq) / counts.clamp(min=1).unsqueeze(1)).clamp(min=VARIANCE_FLOOR)
+        m2 = (sum_sq / counts.clamp(min=1).unsqueeze(1)).clamp(min=VARIANCE_FLOOR)
         m4 = (onehot.T @ (sq * sq)) / counts.clamp(min=1).unsqueeze(1)
         kurt = (m4 / (m2 * m2)).mean(1)  # (K,)
         return kl, kurt, active

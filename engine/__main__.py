@@ -1,0 +1,176 @@
+"""The headless command line: the same engine as the app, JSON on stdout, progress on stderr.
+
+    python -m engine train --dataset digits --model cnn --objective gccs [--objective ce] [--preset quick]
+    python -m engine runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+import torch
+
+from cache import RunStore
+
+from .config import (DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec, TrainConfig,
+                     warnings_for)
+from .data import DATASET_NAMES, DatasetUnavailable
+from .objectives import OBJECTIVES, ConfigError, get_objective_class
+from .train import Cancelled, TrainingFailed, train_job
+
+from models import ARCHITECTURES
+
+
+def run_summary(record: dict[str, Any], reused: bool) -> dict[str, Any]:
+    """The numbers the command line reports for one run."""
+    final = record["final"]
+    return {
+        "run_id": record["run_id"],
+        "objective": record["objective"],
+        "dataset": record["dataset"],
+        "model": record["model"],
+        "params": record["settings"]["params"],
+        "epochs": record["settings"]["epochs"],
+        "seed": record["settings"]["seed"],
+        "clean_accuracy": final["test_acc"],
+        "macro_f1": final["test_f1"],
+        "r_ab": final["r_ab"],
+        "r_ab_ci95": final["r_ab_ci"],
+        "train_seconds": record["timing"]["train_seconds"],
+        "device": record["device"],
+        "reused": reused,
+    }
+
+
+def parse_param(text: str) -> tuple[str, str, str | None]:
+    """``[objective.]name=value`` -> (name, value, objective or None)."""
+    if "=" not in text:
+        raise ConfigError(f"--param must look like name=value or objective.name=value; got {text!r}")
+    key, value = text.split("=", 1)
+    objective, _, name = key.rpartition(".")
+    return name.strip(), value.strip(), objective.strip() or None
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    base: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
+    for key in ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "schedule",
+                "step_size", "gamma", "weight_decay", "dropout", "seed", "sampler", "device", "latent_samples"):
+        value = getattr(args, key)
+        if value is not None:
+            base[key] = value
+    names = args.objective or ["ce"]
+    params: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for text in args.param or []:
+        name, value, objective = parse_param(text)
+        targets = [objective] if objective else [n for n in names if name in get_objective_class(n).defaults()]
+        if objective and objective not in params:
+            raise ConfigError(f"--param {text}: objective {objective!r} is not among --objective {', '.join(names)}")
+        if not targets:
+            allowed = sorted({p.name for n in names for p in get_objective_class(n).PARAMS})
+            raise ConfigError(f"--param {name}: no chosen objective has this constant; allowed: "
+                              f"{', '.join(allowed) or 'none'}")
+        for target in targets:
+            params[target][name] = value
+    base["objectives"] = tuple(ObjectiveSpec(n, params[n]) for n in names)
+    return TrainConfig.from_dict(base)
+
+
+def progress_printer(quiet: bool):
+    def on_event(event: dict[str, Any]) -> None:
+        if quiet:
+            return
+        if event["type"] == "start":
+            for w in event["warnings"]:
+                print(f"warning: {w}", file=sys.stderr)
+        elif event["type"] == "epoch":
+            m = event["metrics"]
+            print(f"[{event['objective']}] epoch {m['epoch']}: loss {m['loss']['loss']:.4g} "
+                  f"train {m['train_acc']:.3f} test {m['test_acc']:.3f} r_AB {m['r_ab']:.2f} "
+                  f"({m['samples_per_s']:.0f} samples/s)", file=sys.stderr, flush=True)
+    return on_event
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    store = RunStore(args.store)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.preset:
+        print(PRESET_NOTES[args.preset], file=sys.stderr)
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())  # Ctrl-C stops within one step, stores nothing
+    existing = {config.run_id(o) for o in config.objectives if store.has_run(config.run_id(o))}
+    records = train_job(config, store, force=args.force, on_event=progress_printer(args.quiet), cancel=cancel,
+                        data_dir=args.data_dir, download=args.download)
+    out = {"runs": [run_summary(r, r["run_id"] in existing and not args.force) for r in records],
+           "warnings": warnings_for(config, records[0]["num_classes"]),
+           "store": str(store.path)}
+    if args.preset:
+        out["preset"] = {"name": args.preset, "note": PRESET_NOTES[args.preset]}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = RunStore(args.store)
+    print(json.dumps([run_summary(r, True) | {"created": r["created"]} for r in store.list_runs()], indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="Simplex Workbench, headless.")
+    p.add_argument("--store", help="store folder (default: $SIMPLEX_STORE or ~/.cache/simplex-workbench/store)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one or more objectives in lockstep; prints JSON")
+    t.add_argument("--preset", choices=list(PRESETS), help="start from a preset (" + "; ".join(PRESET_NOTES.values()) + ")")
+    t.add_argument("--dataset", choices=DATASET_NAMES)
+    t.add_argument("--model", choices=ARCHITECTURES)
+    t.add_argument("--objective", action="append", choices=list(OBJECTIVES),
+                   help="repeat to train several in lockstep on identical batches (default: ce)")
+    t.add_argument("--param", action="append", metavar="[OBJ.]NAME=VALUE",
+                   help="an objective constant, e.g. mu_t=70 or gccs.lam=0.2 (repeatable)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", dest="batch_size", type=int)
+    t.add_argument("--optimizer", choices=OPTIMIZERS)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--momentum", type=float)
+    t.add_argument("--schedule", choices=SCHEDULES)
+    t.add_argument("--step-size", dest="step_size", type=int, help="epochs between decays (schedule=step)")
+    t.add_argument("--gamma", type=float, help="decay factor (schedule=step)")
+    t.add_argument("--weight-decay", dest="weight_decay", type=float)
+    t.add_argument("--dropout", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--sampler", choices=SAMPLERS)
+    t.add_argument("--device", choices=DEVICES)
+    t.add_argument("--latent-samples", dest="latent_samples", type=int)
+    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    t.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
+    t.add_argument("--download", action="store_true", help="download a torchvision dataset if missing")
+    t.add_argument("--force", action="store_true", help="retrain even if the store has these settings")
+    t.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("runs", help="list stored runs as JSON")
+    r.set_defaults(func=cmd_runs)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetUnavailable, TrainingFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("cancelled: nothing was stored", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

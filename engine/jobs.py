@@ -1,0 +1,212 @@
+"""Background jobs: a queue and one worker thread per device, progress, cancel, captured failures.
+
+A page (or a test) submits work and gets a job id back at once; the worker runs it and writes what
+it publishes into the job record under the record's lock; readers take a consistent copy with
+``JobManager.get``. One manager per process is shared by every Streamlit rerun and browser tab
+(the app keeps it in ``st.cache_resource``).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .config import TrainConfig, validate
+from .data import DatasetUnavailable
+from .objectives import ConfigError
+from .train import Cancelled, TrainingFailed, resolve_device, train_job
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+
+@dataclass
+class Job:
+    """What readers see of a job. Mutated only by its worker, under ``lock``."""
+
+    id: str
+    kind: str
+    title: str
+    device: str
+    settings: dict[str, Any]
+    status: str = QUEUED
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    epoch: int = 0
+    total_epochs: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    progress: float = 0.0
+    samples_per_s: float | None = None
+    eta: float | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)  # run_id, objective, reused
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> epoch metrics
+    latents: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> newest snapshot
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    result: Any = None
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == DONE
+
+    def snapshot(self) -> "Job":
+        """A copy safe to read while the worker goes on (latent arrays are shared, never mutated)."""
+        with self.lock:
+            clone = copy.copy(self)
+            clone.runs = copy.deepcopy(self.runs)
+            clone.history = {k: list(v) for k, v in self.history.items()}
+            clone.latents = dict(self.latents)
+            clone.warnings = list(self.warnings)
+            clone.lock = threading.Lock()
+        return clone
+
+    # --- what the training loop publishes ------------------------------------------------------
+    def publish(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            kind = event["type"]
+            if kind == "start":
+                self.runs = event["runs"]
+                self.warnings = list(event["warnings"])
+                self.total_epochs = event["epochs"]
+                self.device = event["device"]
+                for run in self.runs:
+                    self.history.setdefault(run["run_id"], [])
+            elif kind == "progress":
+                self.epoch, self.step = event["epoch"], event["step"]
+                self.steps_per_epoch = event["steps_per_epoch"]
+                self.progress = event["done_steps"] / max(event["total_steps"], 1)
+                self.eta = event["eta"]
+            elif kind == "epoch":
+                metrics = event["metrics"]
+                self.history[event["run_id"]] = self.history.get(event["run_id"], []) + [metrics]
+                self.latents[event["run_id"]] = {"epoch": metrics["epoch"], "z": event["latents"],
+                                                 "y": event["labels"]}
+                self.samples_per_s = metrics["samples_per_s"]
+            elif kind == "reused":
+                record, stored = event["record"], event["latents"]
+                self.history[event["run_id"]] = list(record["history"])
+                if stored:
+                    self.latents[event["run_id"]] = {"epoch": record["history"][-1]["epoch"],
+                                                     "z": stored["z"], "y": stored["y"]}
+
+
+class JobManager:
+    """Queues jobs per device and runs them on worker threads.
+
+    Arguments:
+        store: a ``cache.RunStore`` that finished runs are written to (None: keep nothing).
+        cpu_workers (int): worker threads for CPU jobs. Default 1: two CPU jobs at once would only
+            split the same cores. Each CPU worker's torch gets cores // cpu_workers threads.
+        data_dir, download: passed to the dataset loader.
+    """
+
+    def __init__(self, store=None, cpu_workers: int = 1, data_dir=None, download: bool = False):
+        self.store = store
+        self.data_dir = data_dir
+        self.download = download
+        self.jobs: dict[str, Job] = {}
+        self.lock = threading.Lock()
+        self.queues: dict[str, queue.Queue] = {}
+        self.threads: list[threading.Thread] = []
+        self.cpu_threads = max(1, (os.cpu_count() or 1) // max(cpu_workers, 1))
+        devices = ["cpu"] * cpu_workers + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        for index, device in enumerate(devices):
+            q = self.queues.setdefault(device, queue.Queue())
+            thread = threading.Thread(target=self._worker, args=(device, q), daemon=True,
+                                      name=f"simplex-worker-{device}-{index}")
+            thread.start()
+            self.threads.append(thread)
+
+    # --- submitting ----------------------------------------------------------------------------
+    def submit(self, kind: str, title: str, device: str, settings: dict[str, Any],
+               work: Callable[[Job], Any]) -> str:
+        """Queue ``work(job)`` on ``device`` ("cpu" or "cuda[:i]"); returns the job id at once."""
+        device = "cuda:0" if device == "cuda" else device
+        if device not in self.queues:
+            raise ValueError(f"device must be one of {', '.join(self.queues)}; got {device!r}")
+        job = Job(id=uuid.uuid4().hex[:10], kind=kind, title=title, device=device, settings=settings)
+        with self.lock:
+            self.jobs[job.id] = job
+        self.queues[device].put((job, work))
+        return job.id
+
+    def submit_training(self, config: TrainConfig, force: bool = False, title: str | None = None) -> str:
+        config = validate(config)  # bad settings fail here, in the caller, with the field named
+        device = str(resolve_device(config.device))
+        names = " vs ".join(o.name.upper() for o in config.objectives)
+        title = title or f"{names} · {config.dataset} · {config.model} · {config.epochs} ep"
+
+        def work(job: Job):
+            return train_job(config, self.store, force=force, on_event=job.publish, cancel=job.cancel_event,
+                             data_dir=self.data_dir, download=self.download)
+
+        return self.submit("train", title, device, {"config": config.to_dict(), "force": force}, work)
+
+    # --- reading and steering ------------------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        with self.lock:
+            job = self.jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id!r}")
+        return job.snapshot()
+
+    def list(self) -> list[Job]:
+        """Every job of this process, newest first."""
+        with self.lock:
+            jobs = list(self.jobs.values())
+        return [j.snapshot() for j in sorted(jobs, key=lambda j: j.created, reverse=True)]
+
+    def cancel(self, job_id: str) -> None:
+        with self.lock:
+            job = self.jobs[job_id]
+        job.cancel_event.set()
+        with job.lock:
+            if job.status == QUEUED:  # never started: the worker will skip it
+                job.status, job.finished, job.error = CANCELLED, time.time(), "cancelled before it started"
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.05) -> Job:
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.status in FINISHED or (deadline is not None and time.time() > deadline):
+                return job
+            time.sleep(poll)
+
+    # --- the worker ----------------------------------------------------------------------------
+    def _worker(self, device: str, jobs: queue.Queue) -> None:
+        if device == "cpu":
+            torch.set_num_threads(self.cpu_threads)
+        while True:
+            job, work = jobs.get()
+            with job.lock:
+                if job.status == CANCELLED:
+                    continue
+                job.status, job.started = RUNNING, time.time()
+            try:
+                result = work(job)
+                status, error = DONE, None
+            except Cancelled:
+                status, error, result = CANCELLED, "cancelled by the user", None
+            except (TrainingFailed, DatasetUnavailable, ConfigError) as exc:
+                status, error, result = FAILED, str(exc), None
+            except Exception as exc:  # a failure is shown with its message, never kills the worker
+                status, result = FAILED, None
+                error = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+            with job.lock:
+                job.status, job.error, job.result, job.finished = status, error, result, time.time()
+                if status == DONE:
+                    job.progress = 1.0
+                    job.eta = 0.0
