@@ -71,8 +71,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError(f"--param {text}: objective {objective!r} is not among --objective {', '.join(names)}")
         if not targets:
             allowed = sorted({p.name for n in names for p in get_objective_class(n).PARAMS})
-            raise ConfigError(f"--param {name}: no chosen objective has this constant; allowed: "
-                              f"{', '.join(allowed) or 'none'}")
+            raise ConfigError(f"--param {name}: no chosen objective ({', '.join(names)}) has this constant; "
+                              f"allowed: {', '.join(allowed) or 'none (they have no constants)'}")
         for target in targets:
             params[target][name] = value
     base["objectives"] = tuple(ObjectiveSpec(n, params[n]) for n in names)
@@ -111,13 +111,13 @@ def cmd_train(args: argparse.Namespace) -> int:
            "store": str(store.path)}
     if args.preset:
         out["preset"] = {"name": args.preset, "note": PRESET_NOTES[args.preset]}
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
-    print(json.dumps([run_summary(r, True) | {"created": r["created"]} for r in store.list_runs()], indent=2))
+    print(json.dumps([run_summary(r, True) | {"created": r["created"]} for r in store.list_runs()], indent=2, ensure_ascii=False))
     return 0
 
 
@@ -127,7 +127,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one or more objectives in lockstep; prints JSON")
-    t.add_argument("--preset", choices=list(PRESETS), help="start from a preset (" + "; ".join(PRESET_NOTES.values()) + ")")
+    t.add_argument("--preset", choices=list(PRESETS), default="quick",
+                   help="the settings to start from; flags override them (default quick: " + PRESET_NOTES["quick"] + ")")
     t.add_argument("--dataset", choices=DATASET_NAMES)
     t.add_argument("--model", choices=ARCHITECTURES)
     t.add_argument("--objective", action="append", choices=list(OBJECTIVES),

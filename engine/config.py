@@ -39,7 +39,7 @@ class TrainConfig:
     dataset: str = "digits"
     model: str = "cnn"
     objectives: tuple[ObjectiveSpec, ...] = (ObjectiveSpec("ce"),)
-    epochs: int = 30
+    epochs: int = 100
     batch_size: int = 200
     optimizer: str = "sgd"
     lr: float = 0.01

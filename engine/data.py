@@ -193,6 +193,6 @@ def _unavailable_message(name: str, root: Path, download: bool, verify_checksums
         lines.append("All files exist, so they probably failed torchvision's md5 check (it expects the "
                      "official release); pass verify_checksums=False to load a subset or a re-packed copy.")
     lines.append(f"Fix: place the files there, set SIMPLEX_DATA_DIR to the folder that holds them"
-                 f"{', or load with download=True' if not download else ''}.")
+                 f"{', or allow downloading (--download on the command line, the Download box in the app)' if not download else ''}.")
     lines.append(f"Cause: {type(cause).__name__}: {cause}")
     return "\n".join(lines)

@@ -52,6 +52,7 @@ class Job:
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # run_id -> epoch metrics
     latents: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> newest snapshot
     warnings: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
     error: str | None = None
     result: Any = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -81,6 +82,7 @@ class Job:
                 self.warnings = list(event["warnings"])
                 self.total_epochs = event["epochs"]
                 self.device = event["device"]
+                self.class_names = event["class_names"]
                 for run in self.runs:
                     self.history.setdefault(run["run_id"], [])
             elif kind == "progress":
@@ -92,14 +94,15 @@ class Job:
                 metrics = event["metrics"]
                 self.history[event["run_id"]] = self.history.get(event["run_id"], []) + [metrics]
                 self.latents[event["run_id"]] = {"epoch": metrics["epoch"], "z": event["latents"],
-                                                 "y": event["labels"]}
+                                                 "y": event["labels"], "geometry": event["geometry"]}
                 self.samples_per_s = metrics["samples_per_s"]
             elif kind == "reused":
                 record, stored = event["record"], event["latents"]
                 self.history[event["run_id"]] = list(record["history"])
                 if stored:
                     self.latents[event["run_id"]] = {"epoch": record["history"][-1]["epoch"],
-                                                     "z": stored["z"], "y": stored["y"]}
+                                                     "z": stored["z"], "y": stored["y"],
+                                                     "geometry": record["geometry"]}
 
 
 class JobManager:
@@ -142,7 +145,8 @@ class JobManager:
         self.queues[device].put((job, work))
         return job.id
 
-    def submit_training(self, config: TrainConfig, force: bool = False, title: str | None = None) -> str:
+    def submit_training(self, config: TrainConfig, force: bool = False, title: str | None = None,
+                        download: bool | None = None) -> str:
         config = validate(config)  # bad settings fail here, in the caller, with the field named
         device = str(resolve_device(config.device))
         names = " vs ".join(o.name.upper() for o in config.objectives)
@@ -150,7 +154,7 @@ class JobManager:
 
         def work(job: Job):
             return train_job(config, self.store, force=force, on_event=job.publish, cancel=job.cancel_event,
-                             data_dir=self.data_dir, download=self.download)
+                             data_dir=self.data_dir, download=self.download if download is None else download)
 
         return self.submit("train", title, device, {"config": config.to_dict(), "force": force}, work)
 

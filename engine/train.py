@@ -95,6 +95,7 @@ class Member:
     rng_state: torch.Tensor
     history: list[dict[str, Any]] = field(default_factory=list)
     snapshots: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    geometry: np.ndarray | None = None  # the objective's fixed centres, for the latent views
     step_seconds: float = 0.0
     pending_timers: list = field(default_factory=list)
 
@@ -126,8 +127,9 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     else:
         scheduler = None
+    geometry = objective.geometry()
     return Member(spec, config.run_id(spec), config.run_settings(spec), model, objective, optimizer,
-                  scheduler, rng_state)
+                  scheduler, rng_state, geometry=None if geometry is None else geometry.detach().cpu().numpy())
 
 
 class _StepTimer:
@@ -246,7 +248,8 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
     run_ids = [config.run_id(s) for s in config.objectives]
     emit({"type": "start", "runs": [{"run_id": r, "objective": s.name, "reused": r in records}
                                     for r, s in zip(run_ids, config.objectives)],
-          "warnings": warnings, "epochs": config.epochs, "device": str(device)})
+          "warnings": warnings, "epochs": config.epochs, "device": str(device),
+          "class_names": list(data.class_names)})
     for run_id, record in records.items():
         emit({"type": "reused", "run_id": run_id, "record": record,
               "latents": store.get_latents(run_id) if store is not None else {}})
@@ -307,7 +310,7 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
             member.history.append(entry)
             member.snapshots = thin(member.snapshots + [(epoch, snapshot.astype(np.float16))])
             emit({"type": "epoch", "run_id": member.run_id, "objective": member.spec.name, "metrics": entry,
-                  "latents": snapshot, "labels": y_subset})
+                  "latents": snapshot, "labels": y_subset, "geometry": member.geometry})
 
     job_seconds = time.perf_counter() - started
     for member in members:
@@ -328,7 +331,6 @@ def checkpoint_of(member: Member) -> dict[str, Any]:
 def make_record(config: TrainConfig, member: Member, data: Dataset, device: torch.device,
                 job_seconds: float, warnings: list[str]) -> dict[str, Any]:
     final = member.history[-1]
-    geometry = member.objective.geometry()
     return {
         "run_id": member.run_id,
         "created": time.time(),
@@ -339,7 +341,7 @@ def make_record(config: TrainConfig, member: Member, data: Dataset, device: torc
         "num_classes": data.num_classes,
         "class_names": list(data.class_names),
         "latent_dim": member.objective.latent_dim,
-        "geometry": None if geometry is None else geometry.detach().cpu().numpy(),
+        "geometry": member.geometry,
         "device": str(device),
         "torch": torch.__version__,
         "history": member.history,

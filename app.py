@@ -1,0 +1,20 @@
+"""Simplex Workbench: the Streamlit entry point (``streamlit run app.py``).
+
+The entry point is the frame around every page: page navigation and the job panel in the sidebar.
+The pages live in pages/, one file each; the start page holds the one-click CE-vs-GCCS comparison.
+"""
+import streamlit as st
+
+from ui.widgets import job_panel
+
+st.set_page_config(page_title="Simplex Workbench", page_icon="🔺", layout="wide")
+
+PAGES = [
+    st.Page("pages/start.py", title="Start", icon="🔺", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/latent.py", title="Latent space", icon="🌌"),
+]
+page = st.navigation(PAGES)
+with st.sidebar:
+    job_panel()
+page.run()

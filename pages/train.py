@@ -1,0 +1,89 @@
+"""Train page: every setting of a training job, objectives in lockstep, live curves."""
+import streamlit as st
+
+from engine.config import (DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec,
+                           TrainConfig, warnings_for)
+from engine.data import DATASETS
+from engine.objectives import OBJECTIVES, ConfigError
+from models import ARCHITECTURES
+from ui.state import get_manager
+from ui.widgets import comparison_view, param_input
+
+MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
+                "resnet20": "CIFAR ResNet-20", "resnet32": "CIFAR ResNet-32"}
+quick = PRESETS["quick"]
+defaults = TrainConfig()
+
+st.title("Train")
+st.caption("Defaults are the " + PRESET_NOTES["quick"] + ". Several objectives train in lockstep on identical "
+           "batches from the same initial weights, so their curves are directly comparable.")
+
+names = st.multiselect("objectives", list(OBJECTIVES), default=["ce", "gccs"],
+                       format_func=lambda n: f"{n} · {OBJECTIVES[n].title}",
+                       help="Each becomes one stored run; all of them see the same batches.")
+with st.form("train-form"):
+    c1, c2, c3 = st.columns(3)
+    dataset = c1.selectbox("dataset", list(DATASETS), index=list(DATASETS).index(quick["dataset"]),
+                           format_func=lambda d: f"{d} · {DATASETS[d].label}",
+                           help="digits is embedded (scikit-learn); the others load through torchvision "
+                                "from $SIMPLEX_DATA_DIR, or download when allowed below.")
+    model = c2.selectbox("model", ARCHITECTURES, index=ARCHITECTURES.index(quick["model"]), format_func=MODEL_LABELS.get)
+    device = c3.selectbox("device", DEVICES, help="auto: the GPU when there is one, else the CPU.")
+
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = c1.number_input("epochs", min_value=1, max_value=100_000, value=quick["epochs"])
+    batch_size = c2.number_input("batch size", min_value=2, max_value=100_000, value=quick["batch_size"],
+                                 help="GCCS uses per-batch class statistics: the paper's 200 is the default.")
+    lr = c3.number_input("learning rate", min_value=0.0, value=quick["lr"], format="%g")
+    seed = c4.number_input("seed", min_value=0, value=quick["seed"])
+
+    with st.expander("optimiser, schedule, regularisation, sampler"):
+        c1, c2, c3, c4 = st.columns(4)
+        optimizer = c1.selectbox("optimizer", OPTIMIZERS, index=OPTIMIZERS.index(quick["optimizer"]))
+        momentum = c2.number_input("momentum (SGD)", min_value=0.0, max_value=0.999, value=defaults.momentum)
+        schedule = c3.selectbox("schedule", SCHEDULES, index=SCHEDULES.index(quick["schedule"]))
+        weight_decay = c4.number_input("weight decay", min_value=0.0, value=quick["weight_decay"], format="%g")
+        c1, c2, c3, c4 = st.columns(4)
+        step_size = c1.number_input("step size (epochs, step schedule)", min_value=1, value=defaults.step_size)
+        gamma = c2.number_input("gamma (step schedule)", min_value=0.0, max_value=1.0, value=defaults.gamma)
+        dropout = c3.number_input("dropout (FC layers)", min_value=0.0, max_value=0.95, value=quick["dropout"],
+                                  help="GCCS paper: keep probability 0.8 on all FC layers.")
+        sampler = c4.selectbox("batch sampler", SAMPLERS,
+                               help="balanced: every class spread evenly over the epoch, so each batch holds "
+                                    "about batch/K samples of each class (GCCS needs ≥ 2 per class).")
+
+    params: dict[str, dict] = {}
+    for name in names:
+        cls = OBJECTIVES[name]
+        if not cls.PARAMS:
+            continue
+        with st.expander(f"{name} constants · {cls.citation}", expanded=True):
+            cols = st.columns(len(cls.PARAMS))
+            params[name] = {}
+            for param, col in zip(cls.PARAMS, cols):
+                with col:
+                    params[name][param.name] = param_input(cls, param, key=f"param-{name}-{param.name}")
+
+    c1, c2 = st.columns(2)
+    download = c1.checkbox("download the dataset if it is missing", value=False,
+                           help="Uses torchvision's downloader; needs network access.")
+    force = c2.checkbox("retrain even if stored", value=False)
+    submitted = st.form_submit_button("▶ Train", type="primary")
+
+if submitted:
+    try:
+        config = TrainConfig.from_dict(dict(
+            dataset=dataset, model=model, objectives=tuple(ObjectiveSpec(n, params.get(n, {})) for n in names),
+            epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, schedule=schedule,
+            step_size=step_size, gamma=gamma, weight_decay=weight_decay, dropout=dropout, seed=seed,
+            sampler=sampler, device=device))
+        st.session_state["train_job"] = get_manager().submit_training(config, force=force, download=download)
+        for warning in warnings_for(config, DATASETS[dataset].num_classes):
+            st.warning(warning)
+    except (ConfigError, ValueError) as exc:
+        st.error(f"Not started: {exc}")
+
+job_id = st.session_state.get("train_job")
+if job_id:
+    st.subheader("Live curves")
+    comparison_view(job_id, key="train")

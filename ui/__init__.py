@@ -1,0 +1,1 @@
+"""The Streamlit side: shared singletons, widgets and plotly figures. It draws; the engine computes."""

@@ -1,0 +1,201 @@
+"""Streamlit pieces shared by the pages: the job panel, the live comparison, the latent panels.
+
+Live regions are ``st.fragment``s on a timer: they redraw from the job record (a copy taken under
+its lock) and never block the script; once the job they follow has finished they trigger one full
+rerun and stop ticking.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
+from engine.objectives import Objective, Param
+from ui.figures import X_AXES, accuracy_figure, latent_3d_figure, loss_figure, simplex_figure
+from ui.state import get_manager
+
+REFRESH_S = 1.0
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
+
+
+# --- job panel (sidebar) ---------------------------------------------------------------------------
+def job_panel(limit: int = 6) -> None:
+    """Progress of the newest jobs with epoch, samples/s and ETA, and a cancel button each."""
+    manager = get_manager()
+
+    @st.fragment(run_every=REFRESH_S)
+    def panel():
+        jobs = manager.list()[:limit]
+        st.markdown("**Jobs**")
+        if not jobs:
+            st.caption("No jobs yet. Start one from the Start or Train page.")
+        for job in jobs:
+            with st.container(border=True):
+                st.markdown(f"<small><b>{job.title}</b> · {job.device}</small>", unsafe_allow_html=True)
+                if job.status == RUNNING:
+                    speed = f"{job.samples_per_s:,.0f} samples/s" if job.samples_per_s else "warming up"
+                    st.progress(min(job.progress, 1.0),
+                                text=f"epoch {job.epoch}/{job.total_epochs} · step {job.step}/{job.steps_per_epoch}"
+                                     f" · {speed} · ETA {fmt_seconds(job.eta)}")
+                    if st.button("Cancel", key=f"cancel-{job.id}"):
+                        manager.cancel(job.id)
+                elif job.status == QUEUED:
+                    st.caption("queued")
+                    if st.button("Cancel", key=f"cancel-{job.id}"):
+                        manager.cancel(job.id)
+                elif job.status == DONE:
+                    reused = all(r.get("reused") for r in job.runs) and job.runs
+                    took = fmt_seconds((job.finished or 0) - (job.started or 0))
+                    st.caption(f"✅ done in {took}" + (" (reused from the store)" if reused else ""))
+                elif job.status == FAILED:
+                    st.error(job.error, icon="⚠️")
+                elif job.status == CANCELLED:
+                    st.caption("⏹ cancelled; nothing was stored")
+
+    panel()
+
+
+# --- objectives' constants -------------------------------------------------------------------------
+def param_input(objective: type[Objective], param: Param, key: str) -> Any:
+    label = f"{param.name}"
+    help_text = f"{param.help}. Default {param.default} ({objective.citation})."
+    if param.choices is not None:
+        return st.selectbox(label, param.choices, index=param.choices.index(param.default), help=help_text, key=key)
+    if isinstance(param.default, bool):
+        return st.checkbox(label, value=param.default, help=help_text, key=key)
+    if isinstance(param.default, int):
+        return st.number_input(label, value=param.default, step=1, help=help_text, key=key)
+    return st.number_input(label, value=float(param.default), format="%g", help=help_text, key=key)
+
+
+# --- live comparison ---------------------------------------------------------------------------------
+def run_label(objective: str, run_id: str) -> str:
+    return f"{objective.upper()} ({run_id[:6]})"
+
+
+def job_runs(job: Job) -> list[dict[str, Any]]:
+    return [{"label": run_label(r["objective"], r["run_id"]), "objective": r["objective"], "run_id": r["run_id"],
+             "history": job.history.get(r["run_id"], [])} for r in job.runs]
+
+
+def live_fragment(job_id: str, body, key: str) -> None:
+    """Run ``body(job)`` in a fragment that ticks while the job is queued or running."""
+    manager = get_manager()
+    active = manager.get(job_id).status not in FINISHED
+
+    @st.fragment(run_every=REFRESH_S if active else None)
+    def region():
+        job = manager.get(job_id)
+        body(job)
+        if active and job.status in FINISHED:
+            st.rerun(scope="app")  # one last full redraw, after which the region stops ticking
+
+    region()
+
+
+def status_line(job: Job) -> None:
+    if job.status == FAILED:
+        st.error(f"The job failed: {job.error}")
+    elif job.status == CANCELLED:
+        st.warning("The job was cancelled; nothing was stored.")
+    elif job.status == QUEUED:
+        st.info("Queued: waiting for the worker of this device.")
+    elif job.status == RUNNING:
+        st.caption(f"Training on {job.device}: epoch {job.epoch}/{job.total_epochs}, "
+                   f"ETA {fmt_seconds(job.eta)}. Charts refresh every {REFRESH_S:g} s.")
+    for warning in job.warnings:
+        st.warning(warning)
+
+
+def comparison_view(job_id: str, key: str) -> None:
+    """Accuracy and loss curves of every run of a job, on shared axes, live while it trains."""
+    x_axis = st.radio("x-axis", list(X_AXES), format_func=X_AXES.get, horizontal=True, key=f"{key}-x")
+    log_y = st.checkbox("log-scale loss", value=True, key=f"{key}-log")
+
+    def body(job: Job):
+        status_line(job)
+        runs = job_runs(job)
+        if not any(r["history"] for r in runs):
+            st.caption("Waiting for the first epoch…")
+            return
+        st.plotly_chart(accuracy_figure(runs, x_axis), key=f"{key}-acc")
+        st.plotly_chart(loss_figure(runs, x_axis, log_y), key=f"{key}-loss")
+        st.dataframe(summary_rows(runs), hide_index=True)
+
+    live_fragment(job_id, body, key)
+
+
+def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        if not run["history"]:
+            continue
+        last = run["history"][-1]
+        rows.append({"run": run["label"], "epoch": last["epoch"], "test accuracy": round(last["test_acc"], 4),
+                     "macro F1": round(last["test_f1"], 4),
+                     "r_AB (±95% CI)": f"{last['r_ab']:.2f} ± {last['r_ab_ci']:.2f}",
+                     "train seconds": round(last["train_seconds"], 2), "samples/s": round(last["samples_per_s"])})
+    return rows
+
+
+# --- latent views ----------------------------------------------------------------------------------------
+def class_picker(num_classes: int, class_names: list[str], key: str) -> list[int] | None:
+    """Three classes (default the GCCS paper's MNIST choice 0, 1, 9)."""
+    defaults = [0, 1, 9] if num_classes >= 10 else [0, 1, 2]
+    cols = st.columns(3)
+    options = list(range(num_classes))
+    name = (lambda c: f"{c}: {class_names[c]}" if class_names and class_names[c] != str(c) else str(c))
+    chosen = [cols[i].selectbox(f"class {'abc'[i]}", options, index=defaults[i], format_func=name,
+                                key=f"{key}-class-{i}") for i in range(3)]
+    if len(set(chosen)) < 3:
+        st.warning("Choose three different classes.")
+        return None
+    return chosen
+
+
+def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names: list[str], key: str) -> None:
+    """Per run, side by side: the simplex view, the 3-D view, r_AB and per-class kurtosis.
+
+    ``entries``: dicts with label, z, y, geometry (or None) and metrics (an epoch's metrics)."""
+    if not entries:
+        st.caption("No latents yet.")
+        return
+    cols = st.columns(len(entries))
+    for col, entry in zip(cols, entries):
+        with col:
+            st.markdown(f"**{entry['label']}** · epoch {entry['metrics']['epoch']}")
+            st.plotly_chart(simplex_figure(entry["z"], entry["y"], classes, entry["geometry"], "simplex view",
+                                           class_names), key=f"{key}-{entry['label']}-2d")
+            st.plotly_chart(latent_3d_figure(entry["z"], entry["y"], classes, entry["geometry"],
+                                             "3-D view (z_a, z_b, z_c)", class_names),
+                            key=f"{key}-{entry['label']}-3d")
+            m = entry["metrics"]
+            kurt = m["kurtosis"]
+            c1, c2 = st.columns(2)
+            c1.metric("r_AB (all classes)", f"{m['r_ab']:.2f}", help=f"± {m['r_ab_ci']:.2f} (95% CI over "
+                      "ordered class pairs); GCCS Eq. 6 on the full test split")
+            c2.metric("test accuracy", f"{m['test_acc']:.3f}")
+            st.dataframe([{"class": str(c), "kurtosis": None if np.isnan(kurt[c]) else round(kurt[c], 2)}
+                          for c in classes] + [{"class": "mean (all)", "kurtosis": round(float(np.nanmean(kurt)), 2)}],
+                         hide_index=True)
+            st.caption("Kurtosis per class, mean over latent components (3 for a Gaussian).")
+
+
+def job_latent_entries(job: Job) -> list[dict[str, Any]]:
+    entries = []
+    for run in job.runs:
+        snap, hist = job.latents.get(run["run_id"]), job.history.get(run["run_id"])
+        if snap is None or not hist:
+            continue
+        entries.append({"label": run_label(run["objective"], run["run_id"]), "z": np.asarray(snap["z"], np.float32),
+                        "y": np.asarray(snap["y"]), "geometry": snap["geometry"], "metrics": hist[-1]})
+    return entries
