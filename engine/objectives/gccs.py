@@ -76,7 +76,8 @@ class GCCS(Objective):
 
     def class_terms(self, z: torch.Tensor, y: torch.Tensor):
         """Per-class KL terms L_i, kurtosis K_i and the mask of classes that count (n_i ≥ 2)."""
-        z = z.float()  # statistics and log-determinants stay in fp32 even under autocast
+        if z.dtype in (torch.float16, torch.bfloat16):
+            z = z.float()  # statistics and log-determinants stay in fp32 even under autocast
         batch, dim = z.shape
         k = self.num_classes
         onehot = F.one_hot(y, k).to(z.dtype)  # (B, K)
@@ -133,7 +134,6 @@ class GCCS(Objective):
 
     def adaptive_objective(self, z, y, target=None):
         # An attacker who knows the geometry pushes z away from its own vertex (or onto the target's).
-        z = z.float()
         if target is None:
             return ((z - self.vertices[y]) ** 2).sum(1)
         return -((z - self.vertices[target]) ** 2).sum(1)
