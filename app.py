@@ -7,12 +7,12 @@ import streamlit as st
 
 from ui.widgets import job_panel
 
-st.set_page_config(page_title="Simplex Workbench", page_icon="🔺", layout="wide")
+st.set_page_config(page_title="Simplex Workbench", page_icon=":material/change_history:", layout="wide")
 
 PAGES = [
-    st.Page("pages/start.py", title="Start", icon="🔺", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/latent.py", title="Latent space", icon="🌌"),
+    st.Page("pages/start.py", title="Start", icon=":material/change_history:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
 ]
 page = st.navigation(PAGES)
 with st.sidebar:

@@ -17,12 +17,15 @@ from engine.objectives import Objective, Param
 from ui.figures import X_AXES, accuracy_figure, latent_3d_figure, loss_figure, simplex_figure
 from ui.state import get_manager
 
-REFRESH_S = 1.0
+REFRESH_S = 1.0  # the job panel: cheap text and progress bars
+CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render of every figure
 
 
 def fmt_seconds(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "–"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
 
@@ -55,11 +58,11 @@ def job_panel(limit: int = 6) -> None:
                 elif job.status == DONE:
                     reused = all(r.get("reused") for r in job.runs) and job.runs
                     took = fmt_seconds((job.finished or 0) - (job.started or 0))
-                    st.caption(f"✅ done in {took}" + (" (reused from the store)" if reused else ""))
+                    st.caption(f":material/check_circle: done in {took}" + (" (reused from the store)" if reused else ""))
                 elif job.status == FAILED:
-                    st.error(job.error, icon="⚠️")
+                    st.error(job.error, icon=":material/error:")
                 elif job.status == CANCELLED:
-                    st.caption("⏹ cancelled; nothing was stored")
+                    st.caption(":material/cancel: cancelled; nothing was stored")
 
     panel()
 
@@ -92,7 +95,7 @@ def live_fragment(job_id: str, body, key: str) -> None:
     manager = get_manager()
     active = manager.get(job_id).status not in FINISHED
 
-    @st.fragment(run_every=REFRESH_S if active else None)
+    @st.fragment(run_every=CHART_REFRESH_S if active else None)
     def region():
         job = manager.get(job_id)
         body(job)
@@ -111,7 +114,7 @@ def status_line(job: Job) -> None:
         st.info("Queued: waiting for the worker of this device.")
     elif job.status == RUNNING:
         st.caption(f"Training on {job.device}: epoch {job.epoch}/{job.total_epochs}, "
-                   f"ETA {fmt_seconds(job.eta)}. Charts refresh every {REFRESH_S:g} s.")
+                   f"ETA {fmt_seconds(job.eta)}. Charts refresh every {CHART_REFRESH_S:g} s.")
     for warning in job.warnings:
         st.warning(warning)
 

@@ -1,0 +1,129 @@
+"""Every page under Streamlit's AppTest, with real background jobs and the real store."""
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    return at
+
+
+def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
+    """Rerun (as the live fragments would on their timer) until ``done(at)`` or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting for the page")
+
+
+def button(at: AppTest, text: str):
+    return next(b for b in at.button if text in b.label)
+
+
+def texts(node):
+    """Every string shown under a node (blocks nest: the job panel is a fragment in the sidebar)."""
+    children = getattr(node, "children", None)
+    if children:
+        for child in children.values():
+            yield from texts(child)
+    elif isinstance(getattr(node, "value", None), str):
+        yield node.value
+
+
+def sidebar_text(at: AppTest) -> str:
+    return " ".join(texts(at.sidebar))
+
+
+def test_start_page_renders_without_a_job():
+    at = new_app()
+    assert not at.exception
+    assert at.title[0].value == "Simplex Workbench"
+    assert button(at, "Train CE vs GCCS")
+    assert "Jobs" in sidebar_text(at)
+
+
+@pytest.mark.slow
+def test_start_page_comparison_trains_and_draws_its_charts():
+    at = new_app()
+    at.number_input[0].set_value(3)
+    button(at, "Train CE vs GCCS").click()
+    at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all())
+    charts = at.get("plotly_chart")
+    # accuracy + loss curves, then a simplex and a 3-D view for each of CE and GCCS
+    assert len(charts) == 6
+    table = at.dataframe[0].value
+    assert list(table["run"].str[:4]) == ["CE (", "GCCS"] and (table["epoch"] == 3).all()
+    # The job panel lists it as done. (AppTest drops the sidebar of an st.navigation app on reruns of the
+    # same AppTest object, so the panel is read from a fresh session, as a second browser tab would.)
+    panel = sidebar_text(new_app())
+    assert "CE vs GCCS · digits · cnn · 3 ep" in panel and "done in" in panel
+
+
+def test_train_page_renders_with_the_spec_defaults():
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    assert not at.exception
+    assert at.multiselect[0].value == ["ce", "gccs"]
+    values = {ni.label: ni.value for ni in at.number_input}
+    assert values["mu_t"] == 70.0 and values["sigma_t"] == 1.0 and values["lam"] == 0.2
+    assert values["epochs"] == 100 and values["batch size"] == 200 and values["learning rate"] == 0.01
+    assert {sb.label: sb.value for sb in at.selectbox}["kurtosis"] == "abs"
+
+
+def test_train_page_bad_input_is_a_message_not_a_traceback():
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    at.multiselect[0].set_value([])
+    at.run()
+    next(b for b in at.get("button") if "Train" in b.label).click()
+    at.run()
+    assert not at.exception
+    assert "objectives: choose at least one" in at.error[0].value
+
+
+@pytest.mark.slow
+def test_train_page_submits_a_job_and_shows_live_curves():
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    at.multiselect[0].set_value(["ce"])
+    at.run()
+    next(ni for ni in at.number_input if ni.label == "epochs").set_value(2)
+    next(ni for ni in at.number_input if ni.label == "seed").set_value(7)
+    next(b for b in at.get("button") if "Train" in b.label).click()
+    at = run_until(at, lambda a: len(a.get("plotly_chart")) == 2 and a.dataframe and
+                   (a.dataframe[0].value["epoch"] == 2).all())
+    assert at.dataframe[0].value["run"][0].startswith("CE")
+
+
+@pytest.mark.slow
+def test_latent_page_shows_stored_runs_side_by_side():
+    from cache import RunStore
+    from engine.config import ObjectiveSpec, TrainConfig
+    from engine.train import train_job
+
+    train_job(TrainConfig(epochs=2, objectives=(ObjectiveSpec("ce"), ObjectiveSpec("gccs")), device="cpu",
+                          latent_samples=300), RunStore())
+    at = new_app()
+    at.switch_page("pages/latent.py")
+    at.run()
+    assert not at.exception
+    assert len(at.multiselect[0].value) == 2
+    assert len(at.get("plotly_chart")) == 4  # simplex + 3-D view per run
+    assert [m.label for m in at.metric][:2] == ["r_AB (all classes)", "test accuracy"]
+    # the same class twice is refused with a message
+    at.selectbox(key="latent-store-class-1").set_value(0)
+    at.run()
+    assert not at.exception and "three different classes" in at.warning[0].value

@@ -1,0 +1,120 @@
+"""The real thing: a Streamlit server on localhost driven by headless Chromium (Debian's packages)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "tests" / "screenshots"))
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "SIMPLEX_STORE": str(tmp_path_factory.mktemp("browser-store")), "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        log.seek(0)
+        pytest.fail("streamlit did not start:\n" + log.read())
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver are missing: `make test` installs them (make browser-deps)")
+        pytest.skip("chromium/chromedriver not installed (run `make browser-deps`)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1600,1400", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(driver), options=options)
+    yield drv
+    drv.quit()
+
+
+def wait_for(fn, timeout=120.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_no_exception(drv):
+    from selenium.webdriver.common.by import By
+
+    boxes = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not boxes, "Streamlit exception on the page: " + " | ".join(b.text for b in boxes)
+
+
+def test_start_page_one_click_comparison_in_a_real_browser(server, browser):
+    from selenium.webdriver.common.by import By
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(server)
+    button = wait_for(lambda: [b for b in browser.find_elements(By.TAG_NAME, "button")
+                               if "Train CE vs GCCS" in b.text], what="the start button")[0]
+    assert_no_exception(browser)
+    button.click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), what="a live chart")
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    wait_for(lambda: "done in" in sidebar.text, timeout=240, what="the job to finish")
+    # after the job: accuracy, loss, and a simplex + 3-D view for each run
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 6, what="six charts")
+    time.sleep(1.5)  # let plotly finish drawing before the screenshot
+    browser.save_screenshot(str(SHOTS / "start_page.png"))
+    assert_no_exception(browser)
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "CE vs GCCS · digits · cnn · 100 ep" in text and "GCCS (" in text
+
+
+def test_train_and_latent_pages_in_a_real_browser(server, browser):
+    from selenium.webdriver.common.by import By
+
+    for path, marker, shot in (("/train", "Live curves", "train_page.png"), ("/latent", "simplex view", "latent_page.png")):
+        browser.get(server + path)
+        if path == "/train":
+            wait_for(lambda: any("Train" == b.text.strip("▶ ").strip() for b in browser.find_elements(By.TAG_NAME, "button")),
+                     what="the train button")
+        else:
+            wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 4, what="latent charts")
+            time.sleep(1.5)
+        browser.save_screenshot(str(SHOTS / shot))
+        assert_no_exception(browser)

@@ -1,0 +1,68 @@
+"""The command line as a user runs it: a subprocess, JSON on stdout, errors on stderr."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, store, check=True):
+    env = {**os.environ, "SIMPLEX_STORE": str(store), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_train_prints_json_then_reuses_and_lists(tmp_path):
+    args = ["train", "--dataset", "digits", "--model", "cnn", "--objective", "gccs", "--objective", "ce",
+            "--epochs", "3", "--param", "lam=0.1", "--threads", "2"]
+    proc = cli(*args, store=tmp_path)
+    out = json.loads(proc.stdout)
+    assert [r["objective"] for r in out["runs"]] == ["gccs", "ce"]
+    for run in out["runs"]:
+        assert set(run) >= {"run_id", "clean_accuracy", "macro_f1", "r_ab", "r_ab_ci95", "train_seconds"}
+        assert 0.1 < run["clean_accuracy"] <= 1 and run["r_ab"] > 0 and run["train_seconds"] > 0
+        assert run["reused"] is False
+    assert out["runs"][0]["params"]["lam"] == 0.1 and out["runs"][0]["epochs"] == 3
+    assert "[gccs] epoch 3" in proc.stderr  # progress goes to stderr
+
+    again = json.loads(cli(*args, store=tmp_path).stdout)
+    assert [r["reused"] for r in again["runs"]] == [True, True]
+    assert [r["run_id"] for r in again["runs"]] == [r["run_id"] for r in out["runs"]]
+
+    listed = json.loads(cli("runs", store=tmp_path).stdout)
+    assert {r["run_id"] for r in listed} == {r["run_id"] for r in out["runs"]}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--epochs", "0"], ["epochs", "≥ 1"]),
+    (["--objective", "gccs", "--param", "kurtosis=square"], ["gccs.kurtosis", "abs, literal"]),
+    (["--objective", "ce", "--param", "mu_t=5"], ["mu_t", "ce"]),
+    (["--param", "gccs.mu_t=5"], ["gccs", "not among"]),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent"], ["mnist", "/nonexistent/MNIST/raw/train-images-idx3-ubyte"]),
+    (["--batch-size", "2000", "--epochs", "1"], ["batch_size"]),
+])
+def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, args, words):
+    proc = cli("train", *args, store=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    for word in words:
+        assert word in proc.stderr
+    assert not any((tmp_path).glob("*")) or json.loads(cli("runs", store=tmp_path).stdout) == []
+
+
+def test_choices_are_checked_by_argparse(tmp_path):
+    proc = cli("train", "--model", "vgg", store=tmp_path, check=False)
+    assert proc.returncode == 2 and "invalid choice: 'vgg'" in proc.stderr and "resnet18" in proc.stderr
+
+
+def test_separability_warning_is_reported(tmp_path):
+    out = json.loads(cli("train", "--objective", "gccs", "--param", "mu_t=3", "--epochs", "1", "--quiet",
+                         store=tmp_path).stdout)
+    assert any("√(2K)" in w for w in out["warnings"])
