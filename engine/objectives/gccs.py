@@ -74,60 +74,23 @@ class GCCS(Objective):
                     "the class Gaussians overlap (GCCS §3.1 separability condition)"]
         return []
 
-    def class_terms(self, z: torch.Tensor, y: torch.Tensor):
-        """Per-class KL terms L_i, kurtosis K_i and the mask of classes that count (n_i ≥ 2)."""
+    def _inputs(self, z: torch.Tensor, y: torch.Tensor):
         if z.dtype in (torch.float16, torch.bfloat16):
             z = z.float()  # statistics and log-determinants stay in fp32 even under autocast
-        batch, dim = z.shape
-        k = self.num_classes
-        onehot = F.one_hot(y, k).to(z.dtype)  # (B, K)
-        counts = onehot.sum(0)  # (K,)
-        active = counts >= 2
-        means = (onehot.T @ z) / counts.clamp(min=1).unsqueeze(1)  # (K, D)
-        centred = z - means[y]  # (B, D): exact centring, no E[zzᵀ] − μμᵀ cancellation at |z| ≈ 70
-        unbiased = (counts - 1).clamp(min=1)
-        var_t = self.sigma_t ** 2
-        eye = torch.eye(dim, device=z.device, dtype=z.dtype)
+        onehot = F.one_hot(y, self.num_classes).to(z.dtype)
+        return z, onehot, self.vertices.to(z.dtype)
 
-        # Diagonal variances (used in diag mode and for the kurtosis).
-        sq = centred * centred
-        sum_sq = onehot.T @ sq  # (K, D): per-class sums of squared deviations
-        var_diag = (sum_sq / unbiased.unsqueeze(1)).clamp(min=VARIANCE_FLOOR)
-        mode = self.params["covariance"]
-        if mode == "auto":
-            use_full = counts > dim
-        else:
-            use_full = torch.full_like(active, mode == "full")
-        logdet = torch.log(var_diag).sum(1)
-        trace = var_diag.sum(1)
-        if bool(use_full.any()):
-            # Per-sample outer products summed per class as one (K×B)·(B×D²) product: far cheaper
-            # (forward and backward) than a three-way einsum that materialises B×K×D.
-            outer = (centred.unsqueeze(2) * centred.unsqueeze(1)).reshape(batch, dim * dim)
-            cov = (onehot.T @ outer).view(k, dim, dim) / unbiased.view(k, 1, 1)
-            cov = cov + (RIDGE * var_t) * eye
-            # Classes in diagonal mode get the identity here, so the batched log-det never sees a
-            # singular matrix (a NaN in the unused branch would still poison the gradient).
-            cov = torch.where(use_full.view(k, 1, 1), cov, eye)
-            logdet = torch.where(use_full, torch.linalg.slogdet(cov)[1], logdet)
-            trace = torch.where(use_full, torch.diagonal(cov, dim1=1, dim2=2).sum(1), trace)
-
-        targets = self.vertices.to(z.dtype)
-        mahalanobis = ((targets - means) ** 2).sum(1) / var_t
-        kl = dim * math.log(var_t) - logdet - dim + trace / var_t + mahalanobis  # (K,)
-
-        m2 = (sum_sq / counts.clamp(min=1).unsqueeze(1)).clamp(min=VARIANCE_FLOOR)
-        m4 = (onehot.T @ (sq * sq)) / counts.clamp(min=1).unsqueeze(1)
-        kurt = (m4 / (m2 * m2)).mean(1)  # (K,)
-        return kl, kurt, active
+    @torch.no_grad()
+    def class_terms(self, z: torch.Tensor, y: torch.Tensor):
+        """Per-class KL terms L_i (K,), kurtosis K_i (K,) and the mask of classes that count (n_i ≥ 2)."""
+        z, onehot, targets = self._inputs(z, y)
+        stats = class_statistics(z, onehot, y, targets, self.sigma_t ** 2, self.params["covariance"])
+        return stats["kl"], stats["kurt"], stats["active"]
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
-        kl, kurt, active = self.class_terms(z, y)
-        excess = kurt - 3.0
-        kurt_term = self.lam * (excess.abs() if self.params["kurtosis"] == "abs" else excess)
-        zero = torch.zeros((), device=z.device, dtype=kl.dtype)
-        kl_sum = torch.where(active, kl, zero).sum()
-        kurt_sum = torch.where(active, kurt_term, zero).sum()
+        z, onehot, targets = self._inputs(z, y)
+        kl_sum, kurt_sum = _GCCSSums.apply(z, onehot, y, targets, self.sigma_t ** 2, self.params["covariance"],
+                                           self.lam, self.params["kurtosis"] == "abs")
         total = kl_sum + kurt_sum
         parts = {"loss": total.detach(), "kl": kl_sum.detach(), "kurtosis": kurt_sum.detach()}
         return LossOutput(total / z.shape[0], parts)
@@ -144,3 +107,124 @@ class GCCS(Objective):
     def diagnostics(self, z, y):
         return {"mean_norm_z": float(z.norm(dim=1).mean()),
                 "mean_dist_own_vertex": float((z - self.vertices[y]).norm(dim=1).mean())}
+
+
+def class_statistics(z, onehot, y, targets, var_t: float, mode: str) -> dict[str, torch.Tensor]:
+    """Per-class statistics of a batch, the KL terms and kurtoses, and what the gradient needs.
+
+    For class i with n samples and centred rows c_b = z_b − μ_i:
+        Σ = Σ_b c_b c_bᵀ / (n − 1) + ridge·I   (full)   or   diag(max(Σ_b c_b² / (n − 1), floor))
+        kl_i = D log σ_T² − log|Σ| − D + (tr Σ + ‖t_i − μ_i‖²) / σ_T²
+        kurt_i = mean_j m4_j / m2_j²,  m_p = Σ_b c_b^p / n  (m2 floored)
+    All per-class sums are one (K×B) matrix product: on small batches the cost is the number of
+    kernel launches, not the arithmetic, so the homogeneous cases (every class full, or every class
+    diagonal) skip the other branch entirely.
+    """
+    batch, dim = z.shape
+    k = onehot.shape[1]
+    counts = onehot.sum(0, keepdim=True).T  # (K, 1)
+    n = counts.clamp(min=1)
+    unbiased = (counts - 1).clamp(min=1)
+    means = (onehot.T @ z) / n
+    c = z - means[y]  # exact centring: no E[zzᵀ] − μμᵀ cancellation at |z| ≈ 70
+    sq = c * c
+    if mode == "auto":
+        use_full = counts.squeeze(1) > dim
+        n_full = int(use_full.sum())
+    else:
+        n_full = k if mode == "full" else 0
+        use_full = torch.full((k,), mode == "full", dtype=torch.bool, device=z.device)
+    if n_full:  # per-sample outer products; their diagonals are the squares
+        sums = onehot.T @ torch.cat([(c.unsqueeze(2) * c.unsqueeze(1)).view(batch, dim * dim), sq * sq], 1)
+        scatter = sums[:, :dim * dim].view(k, dim, dim)
+        sum_sq = torch.diagonal(scatter, dim1=1, dim2=2)
+    else:
+        sums = onehot.T @ torch.cat([sq, sq * sq], 1)
+        sum_sq = sums[:, :dim]
+    offset = targets - means
+    out = {"c": c, "n": n, "unbiased": unbiased, "active": counts.squeeze(1) >= 2, "offset": offset}
+
+    if n_full < k:  # diagonal classes
+        raw_var = sum_sq / unbiased
+        var = raw_var.clamp(min=VARIANCE_FLOOR)
+        logdet, trace = torch.log(var).sum(1), var.sum(1)
+        # ∂kl/∂Σ on the diagonal: zero where the variance sits on its floor (and for full classes)
+        live = raw_var > VARIANCE_FLOOR
+        if n_full:
+            live = live & ~use_full.unsqueeze(1)
+        out["g_diag"] = torch.where(live, 1.0 / var_t - 1.0 / var, 0.0)
+    if n_full:  # full classes
+        eye = torch.eye(dim, device=z.device, dtype=z.dtype)
+        cov = torch.addcdiv(eye * (RIDGE * var_t), scatter, unbiased.unsqueeze(2))
+        if n_full < k:
+            cov = torch.where(use_full.view(k, 1, 1), cov, eye)  # diagonal classes: never factorised
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if bool(info.any()):  # not positive definite despite the ridge: fall back to LU
+            logdet_full, inverse = torch.linalg.slogdet(cov)[1], torch.linalg.inv(cov)
+        else:
+            logdet_full = 2 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)
+            inverse = torch.cholesky_inverse(chol)
+        trace_full = torch.diagonal(cov, dim1=1, dim2=2).sum(1)
+        g_full = eye / var_t - inverse  # ∂kl/∂Σ
+        if n_full < k:
+            logdet, trace = torch.where(use_full, logdet_full, logdet), torch.where(use_full, trace_full, trace)
+            g_full = torch.where(use_full.view(k, 1, 1), g_full, 0.0)
+        else:
+            logdet, trace = logdet_full, trace_full
+        out["g_full"] = g_full
+    out["kl"] = (trace + (offset * offset).sum(1)) / var_t - logdet + dim * (math.log(var_t) - 1)
+    m2_raw = sum_sq / n
+    out["m2"] = m2 = m2_raw.clamp(min=VARIANCE_FLOOR)
+    out["m2_live"] = m2_raw > VARIANCE_FLOOR
+    out["m4"] = m4 = sums[:, -dim:] / n
+    out["kurt"] = (m4 / (m2 * m2)).mean(1)
+    return out
+
+
+class _GCCSSums(torch.autograd.Function):
+    """(Σ_i L_i, Σ_i λ·|K_i − 3|) over the classes with n_i ≥ 2, with an analytic gradient.
+
+    A hand-written backward replaces ~120 tiny autograd ops by ~20 (tests check it against finite
+    differences and against autograd through torch.distributions). With G = ∂kl/∂Σ = I/σ_T² − Σ⁻¹
+    (zero where a diagonal variance sits on its floor):
+        ∂L_i/∂z_b = 2 G c_b / (n − 1) − 2 (t_i − μ_i) / (σ_T² n)    (Σ_b G c_b = 0: no centring term)
+        ∂K_i/∂c_bj = (4 c³ / m2² − 4 m4 c / m2³) / (n D), then centred over the class (μ depends on z).
+    The per-class factors do not depend on the incoming (scalar) gradients, so forward stores them
+    as one table that backward gathers once.
+    """
+
+    @staticmethod
+    def forward(ctx, z, onehot, y, targets, var_t, mode, lam, absolute):
+        st = class_statistics(z, onehot, y, targets, var_t, mode)
+        dim = z.shape[1]
+        active = st["active"].to(z.dtype).unsqueeze(1)  # (K, 1)
+        excess = st["kurt"].unsqueeze(1) - 3.0
+        kurt_weight = (lam * active) * (torch.sign(excess) if absolute else 1.0)
+        kl_sum = (st["kl"].unsqueeze(1) * active).sum()
+        kurt_sum = (kurt_weight * excess).sum()
+        n, m2, m4 = st["n"], st["m2"], st["m4"]
+        per_kurt = kurt_weight * (4.0 / dim) / (n * m2 * m2)  # (K, D)
+        cov_scale = active * 2.0 / st["unbiased"]
+        columns = [(active * (-2.0 / var_t) / n) * st["offset"], per_kurt,
+                   per_kurt * torch.where(st["m2_live"], m4 / m2, 0.0)]
+        if "g_diag" in st:
+            columns.append(cov_scale * st["g_diag"])
+        g_full = cov_scale.unsqueeze(2) * st["g_full"] if "g_full" in st else None
+        ctx.save_for_backward(torch.cat(columns, 1), onehot, y, st["c"], n, g_full)
+        ctx.has_diag = "g_diag" in st
+        return kl_sum, kurt_sum
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_kl_sum, grad_kurt_sum):
+        table, onehot, y, c, n, g_full = ctx.saved_tensors
+        dim = c.shape[1]
+        rows = table[y]  # one gather for every per-class factor
+        g_c = c * (rows[:, dim:2 * dim] * c * c - rows[:, 2 * dim:3 * dim]) * grad_kurt_sum
+        kl_part = rows[:, :dim]
+        if ctx.has_diag:
+            kl_part = kl_part + rows[:, 3 * dim:] * c
+        if g_full is not None:
+            kl_part = kl_part + torch.bmm(g_full[y], c.unsqueeze(2)).squeeze(2)
+        # the class mean moves with every sample: centre the kurtosis gradient over each class
+        return kl_part * grad_kl_sum + g_c - ((onehot.T @ g_c) / n)[y], None, None, None, None, None, None, None
