@@ -50,7 +50,7 @@ def bare_epochs(config: TrainConfig, epochs: int, device, evaluate: bool) -> flo
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     n, b = len(data.y_train), config.batch_size
     g = torch.Generator().manual_seed(config.seed)
-    times = []
+    times, accuracies = [], []
     for _ in range(epochs):
         sync(device)
         t0 = time.perf_counter()
@@ -65,7 +65,7 @@ def bare_epochs(config: TrainConfig, epochs: int, device, evaluate: bool) -> flo
         if evaluate:
             model.eval()
             with torch.no_grad():
-                accuracy = (model(data.x_test).argmax(1) == data.y_test).float().mean().item()
+                accuracies.append((model(data.x_test).argmax(1) == data.y_test).float().mean().item())
         sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])  # the first epoch warms up

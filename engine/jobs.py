@@ -58,10 +58,6 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
-    def finished_ok(self) -> bool:
-        return self.status == DONE
-
     def snapshot(self) -> "Job":
         """A copy safe to read while the worker goes on (latent arrays are shared, never mutated)."""
         with self.lock:
@@ -169,11 +165,11 @@ class JobManager:
             raise KeyError(f"no job {job_id!r}")
         return job.snapshot()
 
-    def list(self) -> list[Job]:
-        """Every job of this process, newest first."""
+    def list(self, limit: int | None = None) -> list[Job]:
+        """The jobs of this process, newest first (only the newest ``limit`` are copied)."""
         with self.lock:
-            jobs = list(self.jobs.values())
-        return [j.snapshot() for j in sorted(jobs, key=lambda j: j.created, reverse=True)]
+            jobs = sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)
+        return [j.snapshot() for j in jobs[:limit]]
 
     def cancel(self, job_id: str) -> None:
         with self.lock:

@@ -234,8 +234,7 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
     emit = on_event or (lambda event: None)
     cancel = cancel or threading.Event()
     device = resolve_device(config.device)
-    data = load_dataset(config.dataset, data_dir=data_dir, download=download)
-    warnings = warnings_for(config, data.num_classes)
+    warnings = warnings_for(config, DATASETS[config.dataset].num_classes)
 
     records: dict[str, dict[str, Any]] = {}
     to_train: list[ObjectiveSpec] = []
@@ -246,10 +245,13 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
         else:
             to_train.append(spec)
     run_ids = [config.run_id(s) for s in config.objectives]
+    # A fully reused job never touches the data (loading CIFAR takes seconds).
+    data = load_dataset(config.dataset, data_dir=data_dir, download=download) if to_train else None
+    class_names = list(data.class_names) if data is not None else next(iter(records.values()))["class_names"]
     emit({"type": "start", "runs": [{"run_id": r, "objective": s.name, "reused": r in records}
                                     for r, s in zip(run_ids, config.objectives)],
           "warnings": warnings, "epochs": config.epochs, "device": str(device),
-          "class_names": list(data.class_names)})
+          "class_names": class_names})
     for run_id, record in records.items():
         emit({"type": "reused", "run_id": run_id, "record": record,
               "latents": store.get_latents(run_id) if store is not None else {}})

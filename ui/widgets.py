@@ -37,7 +37,7 @@ def job_panel(limit: int = 6) -> None:
 
     @st.fragment(run_every=REFRESH_S)
     def panel():
-        jobs = manager.list()[:limit]
+        jobs = manager.list(limit)
         st.markdown("**Jobs**")
         if not jobs:
             st.caption("No jobs yet. Start one from the Start or Train page.")
