@@ -60,7 +60,7 @@ def browser(tmp_path_factory):
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1600,1400", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+                 "--window-size=1600,2600", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(flag)
     drv = webdriver.Chrome(service=Service(driver), options=options)
     yield drv

@@ -51,14 +51,18 @@ def loss_figure(runs: list[dict], x_axis: str = "epoch", log_y: bool = True) -> 
     for i, run in enumerate(runs):
         hist = run["history"]
         parts = list(hist[0]["loss"]) if hist else []
+        # A panel with a value ≤ 0 (e.g. GCCS's literal kurtosis term) stays linear: a log axis would
+        # silently drop those points.
+        panel_log = log_y and all(h["loss"][p] > 0 for h in hist for p in parts)
         for j, part in enumerate(parts):
-            values = [max(h["loss"][part], 1e-12) if log_y else h["loss"][part] for h in hist]
-            fig.add_trace(go.Scatter(x=_x(hist, x_axis), y=values, mode="lines", name=f"{run['label']} · {part}",
+            fig.add_trace(go.Scatter(x=_x(hist, x_axis), y=[h["loss"][part] for h in hist], mode="lines",
+                                     name=f"{run['label']} · {part}",
                                      line=dict(color=colour_of(run["objective"], i),
                                                dash=["solid", "dash", "dot", "dashdot"][j % 4])),
                           row=1, col=i + 1)
         fig.update_xaxes(title_text=X_AXES[x_axis], row=1, col=i + 1)
-        fig.update_yaxes(type="log" if log_y else "linear", row=1, col=i + 1)
+        fig.update_yaxes(type="log" if panel_log else "linear", row=1, col=i + 1,
+                         title_text=None if panel_log == log_y else "linear: values ≤ 0")
     fig.update_layout(title="Training loss and its parts (per-epoch mean; GCCS summed over classes as in the paper)",
                       height=340, margin=dict(l=10, r=10, t=70, b=10), legend=dict(font_size=11))
     return fig
