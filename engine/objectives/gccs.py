@@ -90,8 +90,9 @@ class GCCS(Objective):
         return stats["kl"], stats["kurt"], stats["active"]
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
-        z, onehot, targets = self._inputs(z, y)
-        loss, total, kl_sum, kurt_sum = _GCCSLoss.apply(z, onehot, y, targets, self.sigma_t ** 2,
+        if z.dtype in (torch.float16, torch.bfloat16):
+            z = z.float()  # statistics and log-determinants stay in fp32 even under autocast
+        loss, total, kl_sum, kurt_sum = _GCCSLoss.apply(z, y, self.vertices.to(z.dtype), self.sigma_t ** 2,
                                                         self.params["covariance"], self.lam,
                                                         self.params["kurtosis"] == "abs")
         return LossOutput(loss, {"loss": total, "kl": kl_sum, "kurtosis": kurt_sum})
@@ -285,12 +286,15 @@ class _GCCSLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, onehot, y, targets, var_t, mode, lam, absolute):
+    def forward(ctx, z, y, targets, var_t, mode, lam, absolute):
         on_numpy = z.device.type == "cpu" and CPU_BACKEND == "numpy"
         xp = _NumpyOps if on_numpy else _TorchOps
-        dtype, batch = z.dtype, z.shape[0]
+        dtype, batch, k = z.dtype, z.shape[0], targets.shape[0]
         if on_numpy:
-            z, onehot, y, targets = (t.detach().numpy() for t in (z, onehot, y, targets))
+            z, y, targets = z.detach().numpy(), y.numpy(), targets.numpy()
+            onehot = np.eye(k, dtype=z.dtype)[y]
+        else:
+            onehot = F.one_hot(y, k).to(dtype)
         # Overflow shows up as a non-finite loss, which the training loop reports; numpy need not warn.
         with np.errstate(all="ignore"):
             st = class_statistics(z, onehot, y, targets, var_t, mode, xp)
@@ -313,4 +317,4 @@ class _GCCSLoss(torch.autograd.Function):
         else:
             scale = grad_loss / ctx.batch
             grad = gccs_gradient(*ctx.saved, scale, scale)
-        return grad, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None
