@@ -107,6 +107,7 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
         objective = build_objective(spec.name, data.num_classes, spec.params)
         model = build_model(config.model, data.in_channels, data.image_size, objective.latent_dim,
                             dropout=config.dropout, mean=data.mean, std=data.std)
+        objective.attach(model)
         if device.type == "cuda":
             generator = torch.Generator(device=device)
             generator.manual_seed(config.seed)
@@ -115,7 +116,7 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
             rng_state = torch.get_rng_state()
     model.to(device)
     objective.to(device)
-    params = list(model.parameters()) + list(objective.parameters())
+    params = list(model.parameters()) + list(objective.shared_parameters())
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                     weight_decay=config.weight_decay, nesterov=config.momentum > 0)
@@ -170,18 +171,21 @@ def train_step(member: Member, xb: torch.Tensor, yb: torch.Tensor, device: torch
         torch.cuda.set_rng_state(member.rng_state, device)
     try:
         member.model.train()
-        z = member.model(xb)
-        out = member.objective.loss(z, yb)
+        member.objective.train()
+        out = member.objective.training_loss(member.model, xb, yb)
         member.optimizer.zero_grad(set_to_none=True)
+        member.objective.before_step()
         out.loss.backward()
         member.optimizer.step()
+        z = out.z.detach()
+        member.objective.after_step(z, yb)
     finally:
         if cpu:
             member.rng_state = torch.get_rng_state()
             RNG_LOCK.release()
         else:
             member.rng_state = torch.cuda.get_rng_state(device)
-    correct = (member.objective.predict(z.detach()) == yb).sum()
+    correct = (member.objective.predict(z) == yb).sum()
     return out.parts, correct
 
 
@@ -194,6 +198,7 @@ def latents_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def evaluate_member(member: Member, data: Dataset, subset: torch.Tensor) -> tuple[dict[str, Any], np.ndarray]:
     """Test metrics of one member and the latents of the fixed test subset."""
     z = latents_of(member.model, data.x_test).float()
+    member.objective.eval()
     pred = member.objective.predict(z)
     k = data.num_classes
     r, r_ci = r_ab(z, data.y_test, k)
@@ -275,6 +280,8 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
         sums = [dict() for _ in members]
         correct = [torch.zeros((), device=device, dtype=torch.long) for _ in members]
         epoch_start = time.perf_counter()
+        for member in members:
+            member.objective.set_epoch(epoch)
         for step, idx in enumerate(batches, start=1):
             if cancel.is_set():
                 raise Cancelled("cancelled by the user")

@@ -65,10 +65,12 @@ class Param:
 @dataclass
 class LossOutput:
     """``loss`` is what the optimiser minimises; ``parts`` are the named terms for the live charts
-    (detached, at the scale the paper reports them)."""
+    (detached, at the scale the paper reports them); ``z`` the clean latents of the batch (set by
+    ``training_loss``; the loop counts training accuracy on them)."""
 
     loss: torch.Tensor
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    z: torch.Tensor | None = None
 
 
 class Objective(nn.Module):
@@ -122,6 +124,33 @@ class Objective(nn.Module):
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
         raise NotImplementedError
+
+    # --- hooks of the training loop (defaults: a plain loss on z) --------------------------------
+    def attach(self, model: nn.Module) -> None:
+        """Called once, before the optimiser is built, with the (CPU) model: an objective whose parts
+        depend on the backbone (PCL's auxiliary branches on ``model.feature_dims``) builds them here."""
+
+    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossOutput:
+        """The loss of one training batch. Objectives that need the model itself (MAT's input
+        gradients and inner PGD, PCL's intermediate features) override this; it must set ``z``."""
+        z = model(x)
+        out = self.loss(z, y)
+        out.z = z
+        return out
+
+    def shared_parameters(self):
+        """Parameters the main optimiser trains together with the model (default: all of ours)."""
+        return self.parameters()
+
+    def before_step(self) -> None:
+        """Called before the backward pass (e.g. zero the gradients of the objective's own optimisers)."""
+
+    def after_step(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        """Called after the main optimiser step with the batch's detached latents: updates that are
+        not gradient steps of the main optimiser (Wen et al.'s centre update, PCL's prototype steps)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at the start of every epoch (1-based): schedules such as PCL's CE warm-up."""
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Scores whose argmax is the prediction; what library attacks run on."""
