@@ -36,9 +36,19 @@ def simplex_view(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.
 
 
 def coords_3d(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None):
-    """The three latent coordinates (z_a, z_b, z_c) of the three classes' points, and the centres
-    in the same coordinates (GCCS vertices μ_T·e_a … or CE class means)."""
+    """Three coordinates of the three classes' points, and their centres in the same coordinates.
+
+    Latents with one dimension per class (GCCS, CE, I-SCE, PCL logits): the coordinates
+    (z_a, z_b, z_c), with the GCCS vertices μ_T·e_a … or the class means. Latents of another
+    dimension (MMC, MAT, centre loss): the 3-D subspace spanned by the three centres (orthonormal
+    basis by QR), which contains the simplex of those three centres undistorted.
+    Returns (points (n, 3), labels (n,), centres (3, 3), axis names).
+    """
     z = np.asarray(z, dtype=np.float64)
     mask = np.isin(y, classes)
     centres = class_centres(z, y, classes, geometry)
-    return z[mask][:, classes], y[mask], centres[:, classes]
+    num_classes = len(geometry) if geometry is not None else int(y.max()) + 1
+    if z.shape[1] == num_classes:
+        return z[mask][:, classes], y[mask], centres[:, classes], [f"z_{c}" for c in classes]
+    basis, _ = np.linalg.qr(centres.T)  # (D, 3): spans the three centres
+    return z[mask] @ basis, y[mask], centres @ basis, ["centre axis 1", "centre axis 2", "centre axis 3"]

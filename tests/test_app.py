@@ -58,9 +58,10 @@ def test_start_page_comparison_trains_and_draws_its_charts():
     at.number_input[0].set_value(3)
     button(at, "Train CE vs GCCS").click()
     at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all())
-    charts = at.get("plotly_chart")
-    # accuracy + loss curves, then a simplex and a 3-D view for each of CE and GCCS
-    assert len(charts) == 6
+    keys = [c.key for c in at.get("plotly_chart")]
+    # accuracy + loss curves, the diagnostics, then a simplex and a 3-D view for each of CE and GCCS
+    assert keys[:4] == ["start-acc", "start-loss", "start-diag-mean_dist_own_vertex", "start-diag-mean_norm_z"]
+    assert len([k for k in keys if k.startswith("start-latent-")]) == 4
     table = at.dataframe[0].value
     assert list(table["run"].str[:4]) == ["CE (", "GCCS"] and (table["epoch"] == 3).all()
     # The job panel lists it as done. (AppTest drops the sidebar of an st.navigation app on reruns of the
@@ -103,8 +104,8 @@ def test_train_page_submits_a_job_and_shows_live_curves():
     next(ni for ni in at.number_input if ni.label == "epochs").set_value(2)
     next(ni for ni in at.number_input if ni.label == "seed").set_value(7)
     next(b for b in at.get("button") if "Train" in b.label).click()
-    at = run_until(at, lambda a: len(a.get("plotly_chart")) == 2 and a.dataframe and
-                   (a.dataframe[0].value["epoch"] == 2).all())
+    at = run_until(at, lambda a: a.dataframe and (a.dataframe[0].value["epoch"] == 2).all())
+    assert [c.key for c in at.get("plotly_chart")] == ["train-acc", "train-loss", "train-diag-mean_norm_z"]
     assert at.dataframe[0].value["run"][0].startswith("CE")
 
 

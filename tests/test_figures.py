@@ -1,7 +1,8 @@
 """The plotly figures: what they draw, from hand-made histories and latents."""
 import numpy as np
 
-from ui.figures import accuracy_figure, latent_3d_figure, loss_figure, simplex_figure
+from ui.figures import (accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
+                        simplex_figure)
 
 
 def history(parts, epochs=3):
@@ -40,3 +41,14 @@ def test_latent_figures_draw_points_and_centres():
     fig3d = latent_3d_figure(z, y, [0, 1, 9], geometry, "t")
     centres = fig3d.data[-1]
     assert list(centres.x[:3]) == [70, 0, 0] and fig3d.layout.scene.xaxis.title.text == "z_0"
+
+
+def test_diagnostics_figure_plots_each_run_that_has_the_diagnostic():
+    with_diag = history({"loss": 1.0})
+    for h in with_diag:
+        h["diagnostics"] = {"mean_norm_z": 2.0 * h["epoch"]}
+    runs = [{"label": "MAT", "objective": "mat", "history": with_diag},
+            {"label": "CE", "objective": "ce", "history": history({"loss": 1.0})}]
+    assert diagnostic_names(runs) == ["mean_norm_z"]
+    fig = diagnostics_figure(runs, "mean_norm_z")
+    assert [t.name for t in fig.data] == ["MAT"] and list(fig.data[0].y) == [2.0, 4.0, 6.0]

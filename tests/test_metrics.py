@@ -73,8 +73,25 @@ def test_simplex_view_keeps_distances_within_the_plane_and_3d_picks_coordinates(
     # a point on a vertex projects onto that vertex
     p, _, v = simplex_view(geometry[[4]], np.array([4]), [0, 1, 4], geometry)
     assert p[0] == pytest.approx(v[2])
-    xyz, lab3, centres = coords_3d(z, y, [0, 1, 4], geometry)
+    xyz, lab3, centres, names = coords_3d(z, y, [0, 1, 4], geometry)
     assert np.allclose(xyz, z[np.isin(y, [0, 1, 4])][:, [0, 1, 4]]) and np.allclose(centres, 10 * np.eye(3))
+    assert names == ["z_0", "z_1", "z_4"]
     # without a geometry the class means are the centres
-    _, _, means = coords_3d(z, y, [0, 1, 4], None)
+    _, _, means, _ = coords_3d(z, y, [0, 1, 4], None)
     assert np.allclose(means[0], z[y == 0][:, [0, 1, 4]].mean(0))
+
+
+def test_3d_view_of_a_wider_latent_uses_the_subspace_of_the_three_centres():
+    rng = np.random.default_rng(5)
+    geometry = rng.normal(size=(5, 16))  # 5 classes, latent dimension 16
+    y = rng.integers(0, 5, 200)
+    z = geometry[y] + 0.1 * rng.normal(size=(200, 16))
+    xyz, labels, centres, names = coords_3d(z, y, [0, 2, 3], geometry)
+    assert xyz.shape == (np.isin(y, [0, 2, 3]).sum(), 3) and names[0] == "centre axis 1"
+    # distances between the three centres are kept exactly (they lie in the subspace)
+    for i, j in ((0, 1), (1, 2), (0, 2)):
+        assert np.linalg.norm(centres[i] - centres[j]) == pytest.approx(
+            np.linalg.norm(geometry[[0, 2, 3]][i] - geometry[[0, 2, 3]][j]))
+    # a point on a centre lands on that centre's coordinates
+    p, _, c, _ = coords_3d(geometry[[2]], np.array([2]), [0, 2, 3], geometry)
+    assert p[0] == pytest.approx(c[1])

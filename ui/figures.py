@@ -68,6 +68,25 @@ def loss_figure(runs: list[dict], x_axis: str = "epoch", log_y: bool = True) -> 
     return fig
 
 
+def diagnostic_names(runs: list[dict]) -> list[str]:
+    """Every diagnostic some run of the comparison publishes (e.g. mean ‖z‖, distance to own centre)."""
+    return sorted({k for run in runs for h in run["history"][-1:] for k in h.get("diagnostics", {})})
+
+
+def diagnostics_figure(runs: list[dict], name: str, x_axis: str = "epoch") -> go.Figure:
+    """One per-epoch diagnostic of every run that has it, on shared axes (MAT and I-SCE can inflate
+    ‖z‖, which masks gradients; GCCS and MMC pull z to fixed centres)."""
+    fig = go.Figure()
+    for i, run in enumerate(runs):
+        hist = [h for h in run["history"] if name in h.get("diagnostics", {})]
+        if hist:
+            fig.add_trace(go.Scatter(x=_x(hist, x_axis), y=[h["diagnostics"][name] for h in hist], mode="lines",
+                                     name=run["label"], line=dict(color=colour_of(run["objective"], i))))
+    fig.update_layout(title=f"Diagnostic: {name} (test split, per epoch)", xaxis_title=X_AXES[x_axis],
+                      yaxis_title=name, height=300, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
 def _class_name(c: int, names: list[str] | None) -> str:
     return names[c] if names and c < len(names) else str(c)
 
@@ -98,8 +117,9 @@ def simplex_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: n
 
 def latent_3d_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None,
                      title: str, class_names: list[str] | None = None) -> go.Figure:
-    """The three latent coordinates (z_a, z_b, z_c) of the three classes, with their centres."""
-    points, labels, centres = coords_3d(z, y, classes, geometry)
+    """The three latent coordinates (z_a, z_b, z_c) of the three classes with their centres, or for
+    latents of another dimension the 3-D subspace spanned by the three centres."""
+    points, labels, centres, names = coords_3d(z, y, classes, geometry)
     fig = go.Figure()
     for k, c in enumerate(classes):
         mask = labels == c
@@ -110,7 +130,6 @@ def latent_3d_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry:
     fig.add_trace(go.Scatter3d(x=tri[:, 0], y=tri[:, 1], z=tri[:, 2], mode="lines+markers",
                                line=dict(color="#444", width=3), marker=dict(size=5, color="#000", symbol="x"),
                                name="centres" if geometry is not None else "class means"))
-    names = [f"z_{c}" for c in classes]
     fig.update_layout(title=title, height=380, margin=dict(l=0, r=0, t=40, b=0), legend=dict(font_size=10),
                       scene=dict(xaxis_title=names[0], yaxis_title=names[1], zaxis_title=names[2],
                                  aspectmode="cube"))

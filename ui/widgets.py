@@ -14,7 +14,8 @@ import streamlit as st
 
 from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
 from engine.objectives import Objective, Param
-from ui.figures import X_AXES, accuracy_figure, latent_3d_figure, loss_figure, simplex_figure
+from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
+                        simplex_figure)
 from ui.state import get_manager
 
 REFRESH_S = 1.0  # the job panel: cheap text and progress bars
@@ -133,6 +134,11 @@ def comparison_view(job_id: str, key: str) -> None:
         st.plotly_chart(accuracy_figure(runs, x_axis), key=f"{key}-acc")
         st.plotly_chart(loss_figure(runs, x_axis, log_y), key=f"{key}-loss")
         st.dataframe(summary_rows(runs), hide_index=True)
+        names = diagnostic_names(runs)
+        if names:
+            with st.expander("diagnostics over epochs (mean ‖z‖, distance to own centre, …)"):
+                for name in names:
+                    st.plotly_chart(diagnostics_figure(runs, name, x_axis), key=f"{key}-diag-{name}")
 
     live_fragment(job_id, body, key)
 
