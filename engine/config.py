@@ -24,6 +24,8 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
 SAMPLERS = ("random", "balanced")
 DEVICES = ("auto", "cpu", "cuda")
+ADV_ATTACKS = ("none", "fgsm", "pgd")
+ADV_LOSSES = ("adaptive", "ce")
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,30 @@ class TrainConfig:
     sampler: str = "random"
     device: str = "auto"  # where it runs; not part of a run's identity
     latent_samples: int = 1000  # size of the fixed test subset whose latents are published each epoch
+    # Adversarial training (any objective): examples crafted on the objective's adaptive objective
+    # (or CE on its logits); loss = clean_weight·L(clean) + (1 − clean_weight)·L(adversarial).
+    # GCCS paper: FGSM, ε 0.03, clean_weight 0.5; MMC paper: PGD-10, ε 8/255, adversarial only (0).
+    adv_attack: str = "none"
+    adv_eps: float = 0.03
+    adv_step: float = 0.01  # PGD step (FGSM uses ε)
+    adv_steps: int = 10
+    adv_targeted: bool = False  # targets uniform over y_t ≠ y
+    adv_loss: str = "adaptive"
+    adv_clean_weight: float = 0.5
+    # Fine-tuning: start from the weights of a stored run (GCCS paper: 100 epochs at lr 1e-3 on CE).
+    init_from: str = ""
 
     def run_settings(self, objective: ObjectiveSpec) -> dict[str, Any]:
         """Everything that determines one objective's result (the hashed identity of the run)."""
         settings = asdict(self)
         for key in ("objectives", "device"):
             settings.pop(key)
+        # Unused options do not change a run's identity (ids stay those of runs stored before them).
+        if self.adv_attack == "none":
+            for key in [k for k in settings if k.startswith("adv_")]:
+                settings.pop(key)
+        if not self.init_from:
+            settings.pop("init_from")
         settings["objective"] = objective.name
         settings["params"] = get_objective_class(objective.name).validate_params(objective.params)
         settings["schema"] = SCHEMA_VERSION
@@ -121,6 +141,12 @@ def validate(config: TrainConfig) -> TrainConfig:
     _choice("schedule", config.schedule, SCHEDULES)
     _choice("sampler", config.sampler, SAMPLERS)
     _choice("device", config.device, DEVICES)
+    _choice("adv_attack", config.adv_attack, ADV_ATTACKS)
+    _choice("adv_loss", config.adv_loss, ADV_LOSSES)
+    if not isinstance(config.adv_targeted, bool):
+        raise ConfigError(f"adv_targeted must be true or false; got {config.adv_targeted!r}")
+    if not isinstance(config.init_from, str):
+        raise ConfigError(f"init_from must be a stored run id (or empty); got {config.init_from!r}")
     if not config.objectives:
         raise ConfigError(f"objectives: choose at least one of {', '.join(OBJECTIVES)}")
     names = [o.name for o in config.objectives]
@@ -141,6 +167,11 @@ def validate(config: TrainConfig) -> TrainConfig:
         dropout=_number("dropout", config.dropout, float, 0.0, 0.95),
         seed=_number("seed", config.seed, int, 0, 2**31 - 1),
         latent_samples=_number("latent_samples", config.latent_samples, int, 10, 100_000),
+        adv_eps=_number("adv_eps", config.adv_eps, float, 0.0, 1.0, low_inclusive=False),
+        adv_step=_number("adv_step", config.adv_step, float, 0.0, 1.0, low_inclusive=False),
+        adv_steps=_number("adv_steps", config.adv_steps, int, 1, 1000),
+        adv_clean_weight=_number("adv_clean_weight", config.adv_clean_weight, float, 0.0, 1.0),
+        init_from=config.init_from.strip(),
     )
 
 

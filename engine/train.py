@@ -96,17 +96,31 @@ class Member:
     history: list[dict[str, Any]] = field(default_factory=list)
     snapshots: list[tuple[int, np.ndarray]] = field(default_factory=list)
     geometry: np.ndarray | None = None  # the objective's fixed centres, for the latent views
+    adversarial: TrainConfig | None = None  # the job's settings when it trains adversarially
     step_seconds: float = 0.0
     pending_timers: list = field(default_factory=list)
 
 
-def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device: torch.device) -> Member:
+def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device: torch.device,
+                 init_state: dict[str, torch.Tensor] | None = None) -> tuple[Member, list[str]]:
+    """One objective's model, objective, optimiser and random stream. ``init_state``: the model
+    weights to fine-tune from; tensors whose shape differs (a mapper of another latent size) keep
+    their fresh initialisation and are named in the returned notes."""
+    notes: list[str] = []
     with RNG_LOCK:
         # Seed only the CPU generator: torch.manual_seed would also reseed every GPU under other jobs.
         torch.random.default_generator.manual_seed(config.seed)
         objective = build_objective(spec.name, data.num_classes, spec.params)
         model = build_model(config.model, data.in_channels, data.image_size, objective.latent_dim,
                             dropout=config.dropout, mean=data.mean, std=data.std)
+        if init_state is not None:
+            own = model.state_dict()
+            usable = {k: v for k, v in init_state.items() if k in own and own[k].shape == v.shape}
+            skipped = sorted(set(own) - set(usable))
+            model.load_state_dict(usable, strict=False)
+            if skipped:
+                notes.append(f"{spec.name}: fine-tuning kept fresh weights for {', '.join(skipped)} "
+                             f"(shape differs from the stored run: another latent size)")
         objective.attach(model)
         if device.type == "cuda":
             generator = torch.Generator(device=device)
@@ -129,8 +143,10 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
     else:
         scheduler = None
     geometry = objective.geometry()
-    return Member(spec, config.run_id(spec), config.run_settings(spec), model, objective, optimizer,
-                  scheduler, rng_state, geometry=None if geometry is None else geometry.detach().cpu().numpy())
+    member = Member(spec, config.run_id(spec), config.run_settings(spec), model, objective, optimizer,
+                    scheduler, rng_state, geometry=None if geometry is None else geometry.detach().cpu().numpy(),
+                    adversarial=config if config.adv_attack != "none" else None)
+    return member, notes
 
 
 class _StepTimer:
@@ -161,6 +177,59 @@ class _StepTimer:
             member.pending_timers.clear()
 
 
+def craft_adversarial(member: Member, x: torch.Tensor, y: torch.Tensor, adv: TrainConfig) -> torch.Tensor:
+    """FGSM or PGD (random start) examples for adversarial training, within ε in ℓ∞ and [0, 1].
+
+    They maximise the objective's adaptive attack objective (``adv_loss="adaptive"``) or CE on its
+    logits; targeted ones move towards targets drawn uniformly from y_t ≠ y. The model is in eval
+    mode while crafting, so BatchNorm statistics see only the training step's batches.
+    """
+    model, objective = member.model, member.objective
+    target = None
+    if adv.adv_targeted:
+        k = objective.num_classes
+        target = (y + torch.randint(1, k, y.shape, device=y.device)) % k
+    fgsm = adv.adv_attack == "fgsm"
+    steps, step, eps = (1, adv.adv_eps, adv.adv_eps) if fgsm else (adv.adv_steps, adv.adv_step, adv.adv_eps)
+    x_adv = x if fgsm else (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    model.eval()
+    objective.eval()
+    try:
+        for _ in range(steps):
+            x_adv = x_adv.detach().requires_grad_(True)
+            z = model(x_adv)
+            if adv.adv_loss == "adaptive":
+                value = objective.adaptive_objective(z, y, target)
+            elif target is None:
+                value = torch.nn.functional.cross_entropy(objective.logits(z), y, reduction="none")
+            else:
+                value = -torch.nn.functional.cross_entropy(objective.logits(z), target, reduction="none")
+            (grad,) = torch.autograd.grad(value.sum(), x_adv)
+            x_adv = torch.min(torch.max(x_adv.detach() + step * grad.sign(), x - eps), x + eps).clamp(0, 1)
+    finally:
+        model.train()
+        objective.train()
+    return x_adv.detach()
+
+
+def batch_loss(member: Member, xb: torch.Tensor, yb: torch.Tensor):
+    """The objective's training loss, mixed with its loss on adversarial examples when asked."""
+    objective, model, adv = member.objective, member.model, member.adversarial
+    if adv is None:
+        return objective.training_loss(model, xb, yb)
+    x_adv = craft_adversarial(member, xb, yb, adv)
+    w = adv.adv_clean_weight
+    adversarial = objective.training_loss(model, x_adv, yb)
+    if w == 0:  # adversarial examples only (MMC's AT); training accuracy is then on them
+        adversarial.parts = {**adversarial.parts, "adv_loss": adversarial.parts["loss"]}
+        return adversarial
+    clean = objective.training_loss(model, xb, yb)
+    clean.loss = w * clean.loss + (1 - w) * adversarial.loss
+    clean.parts = {**clean.parts, "adv_loss": adversarial.parts["loss"],
+                   "loss": w * clean.parts["loss"] + (1 - w) * adversarial.parts["loss"]}
+    return clean
+
+
 def train_step(member: Member, xb: torch.Tensor, yb: torch.Tensor, device: torch.device):
     """One optimiser step of one member, inside its own random stream. Returns (parts, correct)."""
     cpu = device.type == "cpu"
@@ -172,7 +241,7 @@ def train_step(member: Member, xb: torch.Tensor, yb: torch.Tensor, device: torch
     try:
         member.model.train()
         member.objective.train()
-        out = member.objective.training_loss(member.model, xb, yb)
+        out = batch_loss(member, xb, yb)
         member.optimizer.zero_grad(set_to_none=True)
         member.objective.before_step()
         out.loss.backward()
@@ -250,9 +319,15 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
         else:
             to_train.append(spec)
     run_ids = [config.run_id(s) for s in config.objectives]
-    # A fully reused job never touches the data (loading CIFAR takes seconds).
-    data = load_dataset(config.dataset, data_dir=data_dir, download=download) if to_train else None
-    class_names = list(data.class_names) if data is not None else next(iter(records.values()))["class_names"]
+    members: list[Member] = []
+    if to_train:  # a fully reused job never touches the data (loading CIFAR takes seconds)
+        data = load_dataset(config.dataset, data_dir=data_dir, download=download).to(device)
+        init_state = fine_tuning_source(config, store)
+        for spec in to_train:
+            member, notes = build_member(config, spec, data, device, init_state)
+            members.append(member)
+            warnings += notes
+    class_names = list(data.class_names) if members else next(iter(records.values()))["class_names"]
     emit({"type": "start", "runs": [{"run_id": r, "objective": s.name, "reused": r in records}
                                     for r, s in zip(run_ids, config.objectives)],
           "warnings": warnings, "epochs": config.epochs, "device": str(device),
@@ -263,8 +338,6 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
     if not to_train:
         return [records[r] for r in run_ids]
 
-    data = data.to(device)
-    members = [build_member(config, spec, data, device) for spec in to_train]
     subset = fixed_subset(len(data.y_test), config.latent_samples).to(device)
     y_subset = data.y_test[subset].cpu().numpy()
     generator = torch.Generator().manual_seed(config.seed)
@@ -330,6 +403,21 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
                             "indices": subset.cpu().numpy(), "snapshots": member.snapshots})
         records[member.run_id] = record
     return [records[r] for r in run_ids]
+
+
+def fine_tuning_source(config: TrainConfig, store) -> dict[str, torch.Tensor] | None:
+    """The stored model weights ``config.init_from`` names, after checking they fit this job."""
+    if not config.init_from:
+        return None
+    if store is None or not store.has_run(config.init_from):
+        raise TrainingFailed(f"init_from: no stored run {config.init_from!r} to fine-tune from; "
+                             "`python -m engine runs` lists the stored ones")
+    source = store.get_run(config.init_from)
+    for field_name in ("dataset", "model"):
+        if source[field_name] != getattr(config, field_name):
+            raise TrainingFailed(f"init_from: run {config.init_from} was trained with {field_name} "
+                                 f"{source[field_name]!r}, this job uses {getattr(config, field_name)!r}")
+    return store.load_checkpoint(config.init_from)["model"]
 
 
 def checkpoint_of(member: Member) -> dict[str, Any]:
