@@ -16,7 +16,7 @@ import torch
 
 from cache import RunStore
 
-from .config import (DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec, TrainConfig,
+from .config import (ADV_ATTACKS, ADV_LOSSES, DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec, TrainConfig,
                      warnings_for)
 from .data import DATASET_NAMES, DatasetUnavailable
 from .objectives import OBJECTIVES, ConfigError, get_objective_class
@@ -58,7 +58,9 @@ def parse_param(text: str) -> tuple[str, str, str | None]:
 def build_config(args: argparse.Namespace) -> TrainConfig:
     base: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
     for key in ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "schedule",
-                "step_size", "gamma", "weight_decay", "dropout", "seed", "sampler", "device", "latent_samples"):
+                "step_size", "gamma", "weight_decay", "dropout", "seed", "sampler", "device", "latent_samples",
+                "adv_attack", "adv_eps", "adv_step", "adv_steps", "adv_targeted", "adv_loss", "adv_clean_weight",
+                "init_from"):
         value = getattr(args, key)
         if value is not None:
             base[key] = value
@@ -149,6 +151,19 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--sampler", choices=SAMPLERS)
     t.add_argument("--device", choices=DEVICES)
     t.add_argument("--latent-samples", dest="latent_samples", type=int)
+    t.add_argument("--adv-attack", dest="adv_attack", choices=ADV_ATTACKS,
+                   help="adversarial training: craft FGSM or PGD examples every step (default none)")
+    t.add_argument("--adv-eps", dest="adv_eps", type=float, help="ℓ∞ budget in [0, 1] pixel units (default 0.03)")
+    t.add_argument("--adv-step", dest="adv_step", type=float, help="PGD step size (default 0.01)")
+    t.add_argument("--adv-steps", dest="adv_steps", type=int, help="PGD iterations (default 10)")
+    t.add_argument("--adv-targeted", dest="adv_targeted", action="store_const", const=True,
+                   help="targeted examples, targets uniform over y_t ≠ y")
+    t.add_argument("--adv-loss", dest="adv_loss", choices=ADV_LOSSES,
+                   help="what the examples maximise: the objective's adaptive objective (default) or CE")
+    t.add_argument("--adv-clean-weight", dest="adv_clean_weight", type=float,
+                   help="weight of the clean loss; the adversarial loss gets the rest (GCCS 0.5, MMC 0)")
+    t.add_argument("--init-from", dest="init_from", metavar="RUN_ID",
+                   help="fine-tune: start from the model weights of a stored run")
     t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
     t.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
     t.add_argument("--download", action="store_true", help="download a torchvision dataset if missing")

@@ -1,12 +1,12 @@
 """Train page: every setting of a training job, objectives in lockstep, live curves."""
 import streamlit as st
 
-from engine.config import (DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec,
+from engine.config import (ADV_ATTACKS, ADV_LOSSES, DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec,
                            TrainConfig, warnings_for)
 from engine.data import DATASETS
 from engine.objectives import OBJECTIVES, ConfigError
 from models import ARCHITECTURES
-from ui.state import get_manager
+from ui.state import get_manager, get_store
 from ui.widgets import comparison_view, param_input
 
 MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
@@ -52,6 +52,30 @@ with st.form("train-form"):
                                help="balanced: every class spread evenly over the epoch, so each batch holds "
                                     "about batch/K samples of each class (GCCS needs ≥ 2 per class).")
 
+    with st.expander("adversarial training and fine-tuning"):
+        c1, c2, c3, c4 = st.columns(4)
+        adv_attack = c1.selectbox("adversarial training", ADV_ATTACKS,
+                                  help="Craft FGSM or PGD examples at every step on each objective's own adaptive "
+                                       "attack objective (or CE). GCCS paper: FGSM ε 0.03, half clean; MMC paper: "
+                                       "PGD-10 ε 8/255, adversarial only.")
+        adv_eps = c2.number_input("ε (ℓ∞, pixels in [0, 1])", min_value=0.0, max_value=1.0, value=defaults.adv_eps,
+                                  format="%g")
+        adv_step = c3.number_input("PGD step", min_value=0.0, max_value=1.0, value=defaults.adv_step, format="%g")
+        adv_steps = c4.number_input("PGD steps", min_value=1, max_value=1000, value=defaults.adv_steps)
+        c1, c2, c3, c4 = st.columns(4)
+        adv_loss = c1.selectbox("examples maximise", ADV_LOSSES,
+                                format_func={"adaptive": "the adaptive objective", "ce": "CE on the logits"}.get)
+        adv_clean_weight = c2.number_input("weight of the clean loss", min_value=0.0, max_value=1.0,
+                                           value=defaults.adv_clean_weight, help="0: adversarial examples only")
+        adv_targeted = c3.checkbox("targeted (targets uniform over y_t ≠ y)", value=False)
+        stored = [r for r in get_store().list_runs() if r["dataset"] == dataset and r["model"] == model]
+        init_from = c4.selectbox("fine-tune from a stored run", [""] + [r["run_id"] for r in stored],
+                                 format_func=lambda r: "no: train from scratch" if not r else next(
+                                     f"{x['objective'].upper()} ({r[:6]}) · {x['settings']['epochs']} ep · acc "
+                                     f"{x['final']['test_acc']:.3f}" for x in stored if x["run_id"] == r),
+                                 help="Start from a stored run's weights of this dataset and model (GCCS paper: "
+                                      "100 epochs at lr 1e-3 on top of CE).")
+
     params: dict[str, dict] = {}
     for name in names:
         cls = OBJECTIVES[name]
@@ -76,7 +100,9 @@ if submitted:
             dataset=dataset, model=model, objectives=tuple(ObjectiveSpec(n, params.get(n, {})) for n in names),
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, schedule=schedule,
             step_size=step_size, gamma=gamma, weight_decay=weight_decay, dropout=dropout, seed=seed,
-            sampler=sampler, device=device))
+            sampler=sampler, device=device, adv_attack=adv_attack, adv_eps=adv_eps, adv_step=adv_step,
+            adv_steps=adv_steps, adv_targeted=adv_targeted, adv_loss=adv_loss, adv_clean_weight=adv_clean_weight,
+            init_from=init_from))
         st.session_state["train_job"] = get_manager().submit_training(config, force=force, download=download)
         for warning in warnings_for(config, DATASETS[dataset].num_classes):
             st.warning(warning)
