@@ -82,11 +82,13 @@ with st.form("train-form"):
         if not cls.PARAMS:
             continue
         with st.expander(f"{name} constants · {cls.citation}", expanded=True):
-            cols = st.columns(len(cls.PARAMS))
             params[name] = {}
-            for param, col in zip(cls.PARAMS, cols):
-                with col:
-                    params[name][param.name] = param_input(cls, param, key=f"param-{name}-{param.name}")
+            per_row = 5
+            for start in range(0, len(cls.PARAMS), per_row):
+                row = cls.PARAMS[start:start + per_row]
+                for param, col in zip(row, st.columns(per_row)):
+                    with col:
+                        params[name][param.name] = param_input(cls, param, key=f"param-{name}-{param.name}")
 
     c1, c2 = st.columns(2)
     download = c1.checkbox("download the dataset if it is missing", value=False,

@@ -4,8 +4,10 @@ from __future__ import annotations
 from .base import ConfigError, LossOutput, Objective, Param
 from .ce import CrossEntropy
 from .gccs import GCCS
+from .mmc import MMC
+from .pcl import PCL
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (CrossEntropy, GCCS)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (CrossEntropy, GCCS, MMC, PCL)}
 
 
 def get_objective_class(name: str) -> type[Objective]:
