@@ -4,10 +4,11 @@ from __future__ import annotations
 from .base import ConfigError, LossOutput, Objective, Param
 from .ce import CrossEntropy
 from .gccs import GCCS
+from .mat import MAT
 from .mmc import MMC
 from .pcl import PCL
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (CrossEntropy, GCCS, MMC, PCL)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (CrossEntropy, GCCS, MMC, MAT, PCL)}
 
 
 def get_objective_class(name: str) -> type[Objective]:
