@@ -95,7 +95,6 @@ class Member:
     rng_state: torch.Tensor
     history: list[dict[str, Any]] = field(default_factory=list)
     snapshots: list[tuple[int, np.ndarray]] = field(default_factory=list)
-    geometry: np.ndarray | None = None  # the objective's fixed centres, for the latent views
     adversarial: TrainConfig | None = None  # the job's settings when it trains adversarially
     step_seconds: float = 0.0
     pending_timers: list = field(default_factory=list)
@@ -111,6 +110,9 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
         # Seed only the CPU generator: torch.manual_seed would also reseed every GPU under other jobs.
         torch.random.default_generator.manual_seed(config.seed)
         objective = build_objective(spec.name, data.num_classes, spec.params)
+        # Reseed: an objective with parameters of its own (the centre loss's classifier) must not
+        # shift the model's initial weights away from those of the other objectives of the job.
+        torch.random.default_generator.manual_seed(config.seed)
         model = build_model(config.model, data.in_channels, data.image_size, objective.latent_dim,
                             dropout=config.dropout, mean=data.mean, std=data.std)
         if init_state is not None:
@@ -142,10 +144,8 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     else:
         scheduler = None
-    geometry = objective.geometry()
     member = Member(spec, config.run_id(spec), config.run_settings(spec), model, objective, optimizer,
-                    scheduler, rng_state, geometry=None if geometry is None else geometry.detach().cpu().numpy(),
-                    adversarial=config if config.adv_attack != "none" else None)
+                    scheduler, rng_state, adversarial=config if config.adv_attack != "none" else None)
     return member, notes
 
 
@@ -392,7 +392,7 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
             member.history.append(entry)
             member.snapshots = thin(member.snapshots + [(epoch, snapshot.astype(np.float16))])
             emit({"type": "epoch", "run_id": member.run_id, "objective": member.spec.name, "metrics": entry,
-                  "latents": snapshot, "labels": y_subset, "geometry": member.geometry})
+                  "latents": snapshot, "labels": y_subset, "geometry": geometry_of(member)})
 
     job_seconds = time.perf_counter() - started
     for member in members:
@@ -420,6 +420,12 @@ def fine_tuning_source(config: TrainConfig, store) -> dict[str, torch.Tensor] | 
     return store.load_checkpoint(config.init_from)["model"]
 
 
+def geometry_of(member: Member) -> np.ndarray | None:
+    """A copy of the objective's centres now (learned ones, like the centre loss's, move)."""
+    geometry = member.objective.geometry()
+    return None if geometry is None else geometry.detach().cpu().numpy().copy()
+
+
 def checkpoint_of(member: Member) -> dict[str, Any]:
     return {"model": {k: v.detach().cpu() for k, v in member.model.state_dict().items()},
             "objective": {k: v.detach().cpu() for k, v in member.objective.state_dict().items()}}
@@ -438,7 +444,7 @@ def make_record(config: TrainConfig, member: Member, data: Dataset, device: torc
         "num_classes": data.num_classes,
         "class_names": list(data.class_names),
         "latent_dim": member.objective.latent_dim,
-        "geometry": member.geometry,
+        "geometry": geometry_of(member),
         "device": str(device),
         "torch": torch.__version__,
         "history": member.history,

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from .base import ConfigError, LossOutput, Objective, Param
 from .ce import CrossEntropy
+from .center import CenterLoss
 from .gccs import GCCS
+from .isce import ISCE
 from .mat import MAT
 from .mmc import MMC
 from .pcl import PCL
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (CrossEntropy, GCCS, MMC, MAT, PCL)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (CrossEntropy, GCCS, MMC, ISCE, MAT, PCL, CenterLoss)}
 
 
 def get_objective_class(name: str) -> type[Objective]:
