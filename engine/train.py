@@ -268,7 +268,7 @@ def evaluate_member(member: Member, data: Dataset, subset: torch.Tensor) -> tupl
     """Test metrics of one member and the latents of the fixed test subset."""
     z = latents_of(member.model, data.x_test).float()
     member.objective.eval()
-    pred = member.objective.predict(z)
+    pred = member.objective.test_predictions(member.model, data.x_test, z)
     k = data.num_classes
     r, r_ci = r_ab(z, data.y_test, k)
     metrics = {

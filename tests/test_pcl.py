@@ -374,3 +374,23 @@ def test_short_training_on_digits_beats_chance_by_far(monkeypatch):
     assert rec["final"]["test_acc"] > 0.8, (rec["final"]["test_acc"], seconds)
     assert all(e["loss"]["loss"] == pytest.approx(e["loss"]["ce"]) for e in history[:3])  # warm-up: CE only
     assert history[-1]["loss"]["pull"] < history[2]["loss"]["pull"] / 10  # the pull term does its job
+
+
+def test_prototype_prediction_is_what_the_training_loop_reports(monkeypatch):
+    """prediction="prototype": the test accuracy of a run is the nearest-prototype accuracy (Eq. 7)."""
+    import engine.objectives as registry
+    from engine.config import ObjectiveSpec, TrainConfig
+    from engine.data import load_dataset
+    from engine.train import build_member, evaluate_member, fixed_subset
+
+    monkeypatch.setitem(registry.OBJECTIVES, "pcl", PCL)
+    data = load_dataset("digits")
+    config = TrainConfig(dataset="digits", model="cnn", epochs=1, device="cpu",
+                         objectives=(ObjectiveSpec("pcl", {"prediction": "prototype"}),))
+    member, _ = build_member(config, config.objectives[0], data, torch.device("cpu"))
+    metrics, _ = evaluate_member(member, data, fixed_subset(len(data.y_test), 50))
+    member.model.eval()
+    with torch.no_grad():
+        features, _ = member.model.forward_features(data.x_test)
+        expected = (member.objective.nearest_prototype(features) == data.y_test).float().mean().item()
+    assert metrics["test_acc"] == pytest.approx(expected)

@@ -159,6 +159,11 @@ class Objective(nn.Module):
     def predict(self, z: torch.Tensor) -> torch.Tensor:
         return self.logits(z).argmax(dim=1)
 
+    def test_predictions(self, model: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Predictions on a test split whose latents ``z = model(x)`` are known. Objectives whose
+        decision needs more than z (PCL's nearest prototype of an inner layer) override this."""
+        return self.predict(z)
+
     def adaptive_objective(self, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample value a defence-aware white-box attacker maximises (untargeted when target is None)."""
         logits = self.logits(z)

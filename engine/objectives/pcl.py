@@ -335,6 +335,13 @@ class PCL(Objective):
             return self.nearest_prototype(features)
         return self.predict(z)
 
+    @torch.no_grad()
+    def test_predictions(self, model: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.params["prediction"] != "prototype":
+            return self.predict(z)
+        chunks = [self.nearest_prototype(model.forward_features(x[i:i + 1000])[0]) for i in range(0, len(x), 1000)]
+        return torch.cat(chunks)
+
     def adaptive_objective_features(self, features: list[torch.Tensor], z: torch.Tensor, y: torch.Tensor,
                                     target: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample joint loss CE + Σ_l (λ_pull·pull − λ_push·push) with the training weights (PCL
