@@ -90,7 +90,8 @@ class Job:
                 metrics = event["metrics"]
                 self.history[event["run_id"]] = self.history.get(event["run_id"], []) + [metrics]
                 self.latents[event["run_id"]] = {"epoch": metrics["epoch"], "z": event["latents"],
-                                                 "y": event["labels"], "geometry": event["geometry"]}
+                                                 "y": event["labels"], "geometry": event["geometry"],
+                                                 "views": event["views"]}
                 self.samples_per_s = metrics["samples_per_s"]
             elif kind == "reused":
                 record, stored = event["record"], event["latents"]
@@ -98,7 +99,8 @@ class Job:
                 if stored:
                     self.latents[event["run_id"]] = {"epoch": record["history"][-1]["epoch"],
                                                      "z": stored["z"], "y": stored["y"],
-                                                     "geometry": record["geometry"]}
+                                                     "geometry": record["geometry"],
+                                                     "views": stored.get("views", {})}
 
 
 class JobManager:

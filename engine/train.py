@@ -98,6 +98,7 @@ class Member:
     adversarial: TrainConfig | None = None  # the job's settings when it trains adversarially
     step_seconds: float = 0.0
     pending_timers: list = field(default_factory=list)
+    views: dict[str, dict[str, np.ndarray | None]] = field(default_factory=dict)  # newest extra views
 
 
 def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device: torch.device,
@@ -264,6 +265,15 @@ def latents_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
 
 
+def views_of(member: Member, x: torch.Tensor) -> dict[str, dict[str, np.ndarray | None]]:
+    """The objective's extra latent spaces (e.g. PCL's layers) for the fixed test subset."""
+    member.model.eval()
+    member.objective.eval()
+    return {name: {"z": f.float().cpu().numpy().astype(np.float16),
+                   "geometry": None if c is None else c.float().cpu().numpy().copy()}
+            for name, (f, c) in member.objective.views(member.model, x).items()}
+
+
 def evaluate_member(member: Member, data: Dataset, subset: torch.Tensor) -> tuple[dict[str, Any], np.ndarray]:
     """Test metrics of one member and the latents of the fixed test subset."""
     z = latents_of(member.model, data.x_test).float()
@@ -391,8 +401,9 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
                      **metrics}
             member.history.append(entry)
             member.snapshots = thin(member.snapshots + [(epoch, snapshot.astype(np.float16))])
+            member.views = views_of(member, data.x_test[subset])
             emit({"type": "epoch", "run_id": member.run_id, "objective": member.spec.name, "metrics": entry,
-                  "latents": snapshot, "labels": y_subset, "geometry": geometry_of(member)})
+                  "latents": snapshot, "labels": y_subset, "geometry": geometry_of(member), "views": member.views})
 
     job_seconds = time.perf_counter() - started
     for member in members:
@@ -400,7 +411,8 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
         if store is not None:
             store.save_run(record, checkpoint_of(member),
                            {"z": member.snapshots[-1][1].astype(np.float32), "y": y_subset,
-                            "indices": subset.cpu().numpy(), "snapshots": member.snapshots})
+                            "indices": subset.cpu().numpy(), "snapshots": member.snapshots,
+                            "views": member.views})
         records[member.run_id] = record
     return [records[r] for r in run_ids]
 

@@ -50,6 +50,8 @@ else:
             if epoch not in snaps:
                 st.caption(f"{labels[r]}: no snapshot at epoch {epoch}.")
                 continue
+            last = epoch == by_id[r]["history"][-1]["epoch"]  # extra views are stored for the last epoch
             entries.append({"label": run_label(by_id[r]["objective"], r), "z": np.asarray(snaps[epoch], np.float32),
-                            "y": np.asarray(latents[r]["y"]), "geometry": by_id[r]["geometry"], "metrics": hist[epoch]})
+                            "y": np.asarray(latents[r]["y"]), "geometry": by_id[r]["geometry"], "metrics": hist[epoch],
+                            "views": latents[r].get("views", {}) if last else {}})
         latent_panels(entries, classes, first["class_names"], key="latent-store")

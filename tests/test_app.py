@@ -128,3 +128,23 @@ def test_latent_page_shows_stored_runs_side_by_side():
     at.selectbox(key="latent-store-class-1").set_value(0)
     at.run()
     assert not at.exception and "three different classes" in at.warning[0].value
+
+
+@pytest.mark.slow
+def test_latent_page_offers_the_supervised_layers_of_a_pcl_run():
+    from cache import RunStore
+    from engine.config import ObjectiveSpec, TrainConfig
+    from engine.train import train_job
+
+    (record,) = train_job(TrainConfig(epochs=2, objectives=(ObjectiveSpec("pcl", {"warmup_epochs": 1}),),
+                                      device="cpu", latent_samples=200, seed=11), RunStore())
+    at = new_app()
+    at.switch_page("pages/latent.py")
+    at.run()
+    at.multiselect[0].set_value([record["run_id"]])
+    at.run()
+    space = next(sb for sb in at.selectbox if sb.label == "space")
+    assert space.options[0] == "latent z (logits)" and any(o.startswith("layer ") for o in space.options)
+    space.set_value(space.options[-1])
+    at.run()
+    assert not at.exception and len(at.get("plotly_chart")) == 2

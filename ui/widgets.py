@@ -182,10 +182,17 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
     for col, entry in zip(cols, entries):
         with col:
             st.markdown(f"**{entry['label']}** · epoch {entry['metrics']['epoch']}")
-            st.plotly_chart(simplex_figure(entry["z"], entry["y"], classes, entry["geometry"], "simplex view",
-                                           class_names), key=f"{key}-{entry['label']}-2d")
-            st.plotly_chart(latent_3d_figure(entry["z"], entry["y"], classes, entry["geometry"],
-                                             "3-D view (z_a, z_b, z_c)", class_names),
+            z, geometry = entry["z"], entry["geometry"]
+            views = entry.get("views") or {}
+            if views:  # e.g. PCL: each supervised layer with its prototypes
+                space = st.selectbox("space", ["latent z (logits)"] + list(views), key=f"{key}-{entry['label']}-space",
+                                     help="The objective's extra spaces: for PCL each supervised layer's branch "
+                                          "features, drawn around that layer's pull prototypes.")
+                if space in views:
+                    z, geometry = np.asarray(views[space]["z"], np.float32), views[space]["geometry"]
+            st.plotly_chart(simplex_figure(z, entry["y"], classes, geometry, "simplex view", class_names),
+                            key=f"{key}-{entry['label']}-2d")
+            st.plotly_chart(latent_3d_figure(z, entry["y"], classes, geometry, "3-D view", class_names),
                             key=f"{key}-{entry['label']}-3d")
             m = entry["metrics"]
             kurt = m["kurtosis"]
@@ -206,5 +213,6 @@ def job_latent_entries(job: Job) -> list[dict[str, Any]]:
         if snap is None or not hist:
             continue
         entries.append({"label": run_label(run["objective"], run["run_id"]), "z": np.asarray(snap["z"], np.float32),
-                        "y": np.asarray(snap["y"]), "geometry": snap["geometry"], "metrics": hist[-1]})
+                        "y": np.asarray(snap["y"]), "geometry": snap["geometry"], "metrics": hist[-1],
+                        "views": snap.get("views", {})})
     return entries

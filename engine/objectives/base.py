@@ -171,6 +171,11 @@ class Objective(nn.Module):
             return nn.functional.cross_entropy(logits, y, reduction="none")
         return -nn.functional.cross_entropy(logits, target, reduction="none")
 
+    def views(self, model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Extra spaces the latent views can show besides z: name -> (features of x (N, d), centres
+        (K, d) or None). PCL shows each supervised layer with its prototypes. Default: none."""
+        return {}
+
     def geometry(self) -> torch.Tensor | None:
         """Class centres (K, latent_dim) the latent views draw, or None (views use class means)."""
         return None

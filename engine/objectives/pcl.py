@@ -336,6 +336,13 @@ class PCL(Objective):
         return self.predict(z)
 
     @torch.no_grad()
+    def views(self, model: nn.Module, x: torch.Tensor):
+        """Each supervised layer's tap features with its pull prototypes (PCL Fig. 1 / Fig. 6)."""
+        taps = self.tap_features(model.forward_features(x)[0])
+        return {f"layer {layer} (d={f.shape[1]})": (f, self.pull_prototypes[i].detach())
+                for i, (layer, f) in enumerate(zip(self.supervised_layers, taps))}
+
+    @torch.no_grad()
     def test_predictions(self, model: nn.Module, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         if self.params["prediction"] != "prototype":
             return self.predict(z)
