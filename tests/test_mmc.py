@@ -275,3 +275,9 @@ def test_short_training_on_digits_beats_chance(monkeypatch):
     diag = record["final"]["diagnostics"]
     assert diag["mean_dist_own_centre"] < 0.5 * C  # the latents gathered around their centres
     assert np.asarray(record["geometry"]) == pytest.approx(MMC(10, d=16).centres.numpy())
+
+
+def test_fast_prediction_agrees_with_the_logits_argmax():
+    obj = MMC(10, d=32)
+    z = torch.randn(500, 32) * 6
+    assert torch.equal(obj.predict(z), obj.logits(z).argmax(1))

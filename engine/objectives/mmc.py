@@ -85,6 +85,12 @@ class MMC(Objective):
         z, centres = self._centres_like(z)
         return -0.5 * (z[:, None, :] - centres[None, :, :]).pow(2).sum(-1)
 
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        # The nearest centre. All centres have the norm C_MM, so argmin ‖z − μ_l‖ = argmax zᵀμ_l: one
+        # (B×d)·(d×K) product instead of the (B, K, d) differences the logits need for their values.
+        z, centres = self._centres_like(z)
+        return (z @ centres.T).argmax(dim=1)
+
     def adaptive_objective(self, z, y, target=None):
         """The value the attacker maximises: −L_Ada of MMC App. B.4 (the paper's attacker minimises L_Ada).
 
