@@ -148,3 +148,21 @@ def test_latent_page_offers_the_supervised_layers_of_a_pcl_run():
     space.set_value(space.options[-1])
     at.run()
     assert not at.exception and len(at.get("plotly_chart")) == 2
+
+
+@pytest.mark.slow
+def test_train_page_trains_all_seven_objectives_in_lockstep():
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    everything = list(at.multiselect[0].options)
+    at.multiselect[0].set_value(["ce", "gccs", "mmc", "isce", "mat", "pcl", "center"])
+    at.run()
+    assert len(everything) == 7
+    next(ni for ni in at.number_input if ni.label == "epochs").set_value(1)
+    next(ni for ni in at.number_input if ni.label == "seed").set_value(5)
+    next(b for b in at.get("button") if "Train" in b.label).click()
+    at = run_until(at, lambda a: a.dataframe and len(a.dataframe[0].value) == 7, timeout=300)
+    table = at.dataframe[0].value
+    assert [r.split(" ")[0] for r in table["run"]] == ["CE", "GCCS", "MMC", "ISCE", "MAT", "PCL", "CENTER"]
+    assert (table["epoch"] == 1).all()
