@@ -9,21 +9,17 @@ gccs, mmc, isce, center and pcl; MAT reports its BIBO cost separately, ≤ (inne
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.config import ObjectiveSpec, TrainConfig  # noqa: E402
-from engine.data import load_dataset  # noqa: E402
-from engine.objectives import OBJECTIVES  # noqa: E402
-from engine.train import build_member, resolve_device, train_step  # noqa: E402
+from common import parser, setup, sync
+from engine.config import ObjectiveSpec, TrainConfig
+from engine.data import load_dataset
+from engine.objectives import OBJECTIVES
+from engine.train import build_member, train_step
 
 TARGET = 1.10
 
@@ -49,30 +45,20 @@ def measure(config: TrainConfig, steps: int, device) -> dict[str, float]:
     times: dict[str, list[float]] = {label: [] for label in members}
     for step in range(steps + 5):
         for label, member in members.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             t0 = time.perf_counter()
             train_step(member, xb, yb, device)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             if step >= 5:
                 times[label].append(time.perf_counter() - t0)
     return {label: statistics.median(t) for label, t in times.items()}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--model", default="cnn")
-    p.add_argument("--batch-size", type=int, default=200)
+    p = parser(__doc__, repeats=3)
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = setup(args)
     config = TrainConfig.from_dict(dict(dataset=args.dataset, model=args.model, batch_size=args.batch_size,
                                         device=device.type))
     runs = [measure(config, args.steps, device) for _ in range(args.repeats)]

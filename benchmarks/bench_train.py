@@ -15,27 +15,18 @@ Each measurement alternates the contenders and repeats; the medians are reported
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from engine.config import ObjectiveSpec, TrainConfig  # noqa: E402
-from engine.data import load_dataset  # noqa: E402
-from engine.objectives import build_objective  # noqa: E402
-from engine.train import resolve_device, train_job  # noqa: E402
-from models import build_model  # noqa: E402
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from common import parser, setup, sync
+from engine.config import ObjectiveSpec, TrainConfig
+from engine.data import load_dataset
+from engine.objectives import build_objective
+from engine.train import train_job
+from models import build_model
 
 
 def bare_epochs(config: TrainConfig, epochs: int, device, evaluate: bool) -> float:
@@ -107,18 +98,10 @@ def bare_steps(config: TrainConfig, device, steps: int = 60) -> dict[str, float]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--model", default="cnn")
+    p = parser(__doc__, repeats=5)
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = setup(args)
     base = TrainConfig.from_dict(dict(dataset=args.dataset, model=args.model, epochs=args.epochs,
                                       batch_size=args.batch_size, device=str(device.type), latent_samples=1000))
     ce_only = base.with_(objectives=(ObjectiveSpec("ce"),))
