@@ -17,6 +17,12 @@ class ConfigError(ValueError):
     """Bad settings: the message names the field and the allowed values."""
 
 
+def fp32(z: torch.Tensor) -> torch.Tensor:
+    """Half-precision latents (autocast) promoted to fp32: the objectives' statistics, distances of
+    size ~C² and log-determinants need it; other dtypes pass unchanged."""
+    return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+
+
 @dataclass(frozen=True)
 class Param:
     """One constant of an objective, as the UI and the command line present it."""

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import LossOutput, Objective, Param
+from .base import LossOutput, Objective, Param, fp32
 
 
 class CenterLoss(Objective):
@@ -71,8 +71,7 @@ class CenterLoss(Objective):
         return self.dim
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
+        z = fp32(z)
         ce = F.cross_entropy(self.classifier(z), y)
         center = 0.5 * ((z - self.centres.to(z.dtype)[y]) ** 2).sum(1).mean()
         loss = ce + self.lam * center
@@ -87,8 +86,7 @@ class CenterLoss(Objective):
         c.sub_(self.alpha * delta)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
+        z = fp32(z)
         return self.classifier(z)
 
     # adaptive_objective: the base class's CE on the logits (the defence is an ordinary softmax
@@ -98,7 +96,6 @@ class CenterLoss(Objective):
         return self.centres
 
     def diagnostics(self, z, y):
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
+        z = fp32(z)
         return {"mean_norm_z": float(z.norm(dim=1).mean()),
                 "mean_dist_own_centre": float((z - self.centres.to(z.dtype)[y]).norm(dim=1).mean())}

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .base import LossOutput, Objective, Param
+from .base import LossOutput, Objective, Param, fp32
 
 RIDGE = 1e-4  # times σ_T²: keeps a full covariance estimate positive definite (spec §3, decision 2)
 VARIANCE_FLOOR = 1e-6
@@ -77,8 +77,7 @@ class GCCS(Objective):
         return []
 
     def _inputs(self, z: torch.Tensor, y: torch.Tensor):
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()  # statistics and log-determinants stay in fp32 even under autocast
+        z = fp32(z)
         onehot = F.one_hot(y, self.num_classes).to(z.dtype)
         return z, onehot, self.vertices.to(z.dtype)
 
@@ -90,8 +89,7 @@ class GCCS(Objective):
         return stats["kl"], stats["kurt"], stats["active"]
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()  # statistics and log-determinants stay in fp32 even under autocast
+        z = fp32(z)
         loss, total, kl_sum, kurt_sum = _GCCSLoss.apply(z, y, self.vertices.to(z.dtype), self.sigma_t ** 2,
                                                         self.params["covariance"], self.lam,
                                                         self.params["kurtosis"] == "abs")

@@ -11,7 +11,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .base import LossOutput, Objective, Param
+from .base import LossOutput, Objective, Param, fp32
 
 # The paper's search ranges (Fig. 4, spec §1.6 and §3): settings outside them are legal but untested.
 S_SWEEP = (1.0, 2.0)
@@ -98,9 +98,7 @@ class ISCE(Objective):
 
     @staticmethod
     def _normalise(z: torch.Tensor) -> torch.Tensor:
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
-        return F.normalize(z, p=2, dim=1)
+        return F.normalize(fp32(z), p=2, dim=1)
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
         loss = F.cross_entropy(self._boost(self._normalise(z), y), y)
@@ -115,7 +113,7 @@ class ISCE(Objective):
 
     def adaptive_objective(self, z, y, target=None):
         # CW margin on the raw logits: blind to the normalisation and to the m boost.
-        z = z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+        z = fp32(z)
         cls = y if target is None else target
         own = z.gather(1, cls[:, None])[:, 0]
         others = z.masked_fill(F.one_hot(cls, self.num_classes).bool(), float("-inf")).amax(dim=1)

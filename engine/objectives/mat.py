@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import ConfigError, LossOutput, Objective, Param
+from .base import ConfigError, LossOutput, Objective, Param, fp32
 from .centres import max_mahalanobis_centres
 
 NORM_FLOOR = 1e-6  # floor of ‖z‖² in the SO term's 1/‖z‖² (spec P2)
@@ -125,7 +125,7 @@ class MAT(Objective):
 
     @staticmethod
     def _float(z: torch.Tensor) -> torch.Tensor:
-        return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z  # cosines stay fp32 under autocast
+        return fp32(z)  # cosines stay fp32 under autocast
 
     def cosines(self, z: torch.Tensor) -> torch.Tensor:
         """cos(z_b, μ_k) for every sample and centre: (B, K)."""

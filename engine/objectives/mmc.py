@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import LossOutput, Objective, Param
+from .base import LossOutput, Objective, Param, fp32
 from .centres import max_mahalanobis_centres
 
 
@@ -67,8 +67,7 @@ class MMC(Objective):
         return self.d
 
     def _centres_like(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()  # squared distances of size ~C_MM² stay in fp32 even under autocast
+        z = fp32(z)
         return z, self.centres.to(z.dtype)
 
     def half_sq_dist(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
