@@ -394,3 +394,15 @@ def test_prototype_prediction_is_what_the_training_loop_reports(monkeypatch):
         features, _ = member.model.forward_features(data.x_test)
         expected = (member.objective.nearest_prototype(features) == data.y_test).float().mean().item()
     assert metrics["test_acc"] == pytest.approx(expected)
+
+
+def test_all_taps_at_once_equal_the_per_tap_terms_summed():
+    torch.manual_seed(3)
+    obj = PCL(10, taps=3)
+    obj.attach(build_model("cnn", 1, 8, 10))
+    taps = [torch.randn(40, d) for d in obj.tap_dims]
+    y = torch.randint(0, 10, (40,))
+    pull, push = obj.conformity_sums(taps, y)
+    terms = obj.conformity_terms(taps, y)
+    assert pull.item() == pytest.approx(sum(p.mean().item() for p, _ in terms), rel=1e-5)
+    assert push.item() == pytest.approx(sum(q.mean().item() for _, q in terms), rel=1e-5)

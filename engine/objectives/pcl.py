@@ -263,6 +263,25 @@ class PCL(Objective):
             out.append((pull, push))
         return out
 
+    def conformity_sums(self, taps: list[torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ_l mean_i pull_l, Σ_l mean_i push_l): the training terms of all taps at once.
+
+        A squared distance over concatenated vectors is the sum of the per-tap squared distances, so
+        the taps' features and prototypes are concatenated and every layer is done in one pass
+        (the same values as ``conformity_terms`` summed; the 1e-12 / 1e12 safety clamp then applies
+        to the summed distance). On a small network this keeps deep supervision from costing more
+        kernel launches than the network itself.
+        """
+        f = torch.cat(taps, 1)
+        dtype = torch.promote_types(f.dtype, self.pull_prototypes[0].dtype)
+        f = f.to(dtype)
+        c = torch.cat(list(self.pull_prototypes), 1).to(dtype)
+        cp = torch.cat(list(self.push_prototypes), 1).to(dtype)
+        pull = (f - c[y]).pow(2).sum(1).clamp(DIST_MIN, DIST_MAX).mean()
+        d = squared_distances(f, cp)  # (B, K)
+        push = (d.sum(1) - d.gather(1, y[:, None])[:, 0]).mean() / (self.num_classes - 1)
+        return pull, push
+
     def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossOutput:
         features, z = model.forward_features(x)
         ce = F.cross_entropy(z, y)
@@ -272,9 +291,7 @@ class PCL(Objective):
             taps = self.tap_features(features)
             if active and self.params["proto_init"] == "class_means" and not self._all_seeded:
                 self.seed_prototypes(taps, y)
-            terms = self.conformity_terms(taps, y)
-            pull = torch.stack([p.mean() for p, _ in terms]).sum()
-            push = torch.stack([q.mean() for _, q in terms]).sum()
+            pull, push = self.conformity_sums(taps, y)
         loss = ce + self.lam_pull * pull - self.lam_push * push if active else ce
         parts = {"loss": loss.detach(), "ce": ce.detach(), "pull": pull.detach(), "push": push.detach()}
         return LossOutput(loss, parts, z)
