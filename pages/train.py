@@ -11,6 +11,14 @@ from ui.widgets import comparison_view, param_input
 
 MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
                 "resnet20": "CIFAR ResNet-20", "resnet32": "CIFAR ResNet-32"}
+# What we measured and a user should know before pressing Train (closing notes of issues 2 and 3).
+OBJECTIVE_NOTES = {
+    "mat": "The defaults α = 1, β = 6 and BIBO ε 0.3 / step 0.01 / 40 steps are TRADES-like (the MAT paper's "
+           "appendix with its recipe is missing). On digits with the quick preset (SGD, lr 0.01, 100 epochs) MAT "
+           "reached only 20 % test accuracy; Adam at lr 0.01 with β = 1 and BIBO ε 0.1, 3 steps reached 97 % in "
+           "15 epochs. BIBO costs about (inner steps + 1) model passes per step.",
+    "pcl": "The first warmup_epochs train CE only (PCL Algorithm 1); pull and push are still plotted.",
+}
 quick = PRESETS["quick"]
 defaults = TrainConfig()
 
@@ -82,6 +90,8 @@ with st.form("train-form"):
         if not cls.PARAMS:
             continue
         with st.expander(f"{name} constants · {cls.citation}", expanded=True):
+            if name in OBJECTIVE_NOTES:
+                st.caption(OBJECTIVE_NOTES[name])
             params[name] = {}
             per_row = 5
             for start in range(0, len(cls.PARAMS), per_row):
