@@ -64,6 +64,13 @@ class RunStore:
     def get_latents(self, run_id: str) -> dict[str, Any]:
         return self.cache.get(f"latents:{run_id}") or {}
 
+    def get_result(self, key: str) -> Any:
+        """A cached evaluation result (e.g. robust accuracy of a run under an attack at one ε), or None."""
+        return self.cache.get(f"result:{key}")
+
+    def put_result(self, key: str, value: Any) -> None:
+        self.cache.set(f"result:{key}", value)
+
     def list_runs(self) -> list[dict[str, Any]]:
         """All run records, newest first."""
         records = [self.cache.get(key) for key in self.cache.iterkeys() if str(key).startswith("run:")]
@@ -74,6 +81,8 @@ class RunStore:
             found = self.cache.delete(f"run:{run_id}")
             self.cache.delete(f"ckpt:{run_id}")
             self.cache.delete(f"latents:{run_id}")
+            for key in [k for k in self.cache.iterkeys() if str(k).startswith(f"result:{run_id}:")]:
+                self.cache.delete(key)
         return bool(found)
 
     def close(self) -> None:

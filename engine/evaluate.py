@@ -65,3 +65,39 @@ def class_kurtosis(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[f
     m4 = (onehot.T @ sq**2) / counts.clamp(min=1).unsqueeze(1)
     kurt = (m4 / m2.clamp(min=1e-12) ** 2).mean(1)
     return [float(k) if n >= 2 else float("nan") for k, n in zip(kurt, counts)]
+
+
+# --- robust accuracy ---------------------------------------------------------------------------------
+def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
+                    params: dict | None = None, batch_size: int = 100, cancel=None) -> float:
+    """Accuracy against the true label of ``attack`` at ``eps`` (attacks run in batches of 100, as
+    GCCS §5 does; ε = 0 is the clean accuracy). The model must be in eval mode."""
+    from .attacks import build_attack  # torchattacks is only needed once someone attacks
+
+    model.eval()
+    objective.eval()
+    correct = 0
+    atk = build_attack(attack, model, objective, eps, **(params or {})) if eps > 0 else None
+    for i in range(0, len(x), batch_size):
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError("cancelled")
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xa = atk(xb, yb) if atk is not None else xb
+        with torch.no_grad():
+            correct += int((objective.predict(model(xa)) == yb).sum())
+    return correct / len(x)
+
+
+def sanity_warnings(eps: list[float], accuracy: list[float]) -> list[str]:
+    """Signs of gradient masking that one sweep can show (attacks.md, after Carlini et al. 2019)."""
+    out = []
+    order = sorted(range(len(eps)), key=lambda i: eps[i])
+    for a, b in zip(order, order[1:]):
+        if accuracy[b] > accuracy[a] + 0.01:
+            out.append(f"accuracy rises from {accuracy[a]:.3f} at ε = {eps[a]:g} to {accuracy[b]:.3f} at "
+                       f"ε = {eps[b]:g}: a stronger attack should never do worse (gradient masking?)")
+    big = order[-1]
+    if eps[big] >= 0.3 and accuracy[big] > 0.1:
+        out.append(f"accuracy is still {accuracy[big]:.3f} at ε = {eps[big]:g}: at such ε an attack should reach "
+                   "~0 (gradient masking, or too few steps?)")
+    return out
