@@ -84,7 +84,8 @@ def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: 
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         xa = atk(xb, yb) if atk is not None else xb
         with torch.no_grad():
-            correct += int((objective.predict(model(xa)) == yb).sum())
+            # the same decision rule as the clean accuracy of the run (PCL may predict by prototype)
+            correct += int((objective.test_predictions(model, xa, model(xa)) == yb).sum())
     return correct / len(x)
 
 
