@@ -4,6 +4,8 @@ Layout, one diskcache ``Cache`` in one folder:
     run:<id>          the run record (settings, metrics history, final metrics, timing): a plain dict
     ckpt:<id>         the state dicts, as ``torch.save`` bytes (loaded back with weights_only=True)
     latents:<id>      final test latents and labels (numpy) and a thinned history of snapshots
+    result:<id>:<kind>:<hash>   one cached evaluation of run <id> (a dict with a "kind": "accuracy" for
+                      robust accuracy at one ε, "shift" for attacked latents, or a measure's name)
 A run is written in one transaction, record last, so a reader never sees half a run and a failed
 or cancelled job leaves the store exactly as it was.
 """
@@ -65,11 +67,19 @@ class RunStore:
         return self.cache.get(f"latents:{run_id}") or {}
 
     def get_result(self, key: str) -> Any:
-        """A cached evaluation result (e.g. robust accuracy of a run under an attack at one ε), or None."""
+        """A cached evaluation result (e.g. robust accuracy of a run under an attack at one ε), or None.
+        Keys come from ``engine.evaluate.result_key``."""
         return self.cache.get(f"result:{key}")
 
     def put_result(self, key: str, value: Any) -> None:
         self.cache.set(f"result:{key}", value)
+
+    def list_results(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every cached result of one run (optionally of one kind), oldest first."""
+        prefix = f"result:{run_id}:" + (f"{kind}:" if kind else "")
+        values = [self.cache.get(key) for key in self.cache.iterkeys() if str(key).startswith(prefix)]
+        # entries of an older layout (a bare float) are skipped: the next sweep recomputes them
+        return sorted((v for v in values if isinstance(v, dict)), key=lambda v: v.get("created", 0))
 
     def list_runs(self) -> list[dict[str, Any]]:
         """All run records, newest first."""

@@ -122,9 +122,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     import time
 
     from .attacks import attack_params
-    from .config import settings_hash
     from .data import load_dataset
-    from .evaluate import robust_accuracy, sanity_warnings
+    from .evaluate import accuracy_point, sanity_warnings
     from .train import load_run
 
     store = RunStore(args.store)
@@ -150,19 +149,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     accuracy, cached = [], []
     for e in eps:
-        key = f"{args.run_id}:{settings_hash({'attack': args.attack, 'params': params, 'eps': e, 'samples': n})}"
-        value = None if args.force else store.get_result(key)
-        cached.append(value is not None)
-        if value is None:
-            torch.manual_seed(0)  # random starts are reproducible
-            value = robust_accuracy(model, objective, x, y, args.attack, e, params)
-            store.put_result(key, value)
-        accuracy.append(value)
-        print(f"[{args.attack}] ε = {e:g}: accuracy {value:.4f}{' (cached)' if cached[-1] else ''}",
+        result, hit = accuracy_point(store, args.run_id, model, objective, x, y, args.attack, params, e,
+                                     seed=args.seed, force=args.force)
+        accuracy.append(result["accuracy"])
+        cached.append(hit)
+        print(f"[{args.attack}] ε = {e:g}: accuracy {result['accuracy']:.4f}{' (cached)' if hit else ''}",
               file=sys.stderr, flush=True)
     print(json.dumps({"run_id": args.run_id, "objective": record["objective"], "attack": args.attack,
                       "params": params, "eps": eps, "accuracy": accuracy, "cached": cached, "samples": n,
-                      "seconds": time.perf_counter() - started, "warnings": sanity_warnings(eps, accuracy)},
+                      "seed": args.seed, "seconds": time.perf_counter() - started,
+                      "warnings": sanity_warnings(eps, accuracy)},
                      indent=2, ensure_ascii=False))
     return 0
 
@@ -228,6 +224,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--eps", default="0,0.05,0.1", help="comma-separated ℓ∞ budgets in [0, 1] pixel units")
     a.add_argument("--param", action="append", metavar="NAME=VALUE", help="attack parameter, e.g. steps=10")
     a.add_argument("--samples", type=int, help="first N test samples (default: the whole test split)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
     a.add_argument("--threads", type=int)
     a.add_argument("--data-dir", dest="data_dir")
     a.add_argument("--force", action="store_true", help="recompute even if cached")

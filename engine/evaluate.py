@@ -1,12 +1,18 @@
-"""Metrics computed on latents and predictions (GCCS spec §7): r_AB, macro F-score, kurtosis.
+"""Metrics computed on latents and predictions (GCCS spec §7): r_AB, macro F-score, kurtosis; robust
+accuracy under an attack, cached per (run, attack, parameters, ε, sample set, seed); sweeps over an ε
+grid as background work; the sanity checks of attacks.md that reveal gradient masking.
 
-Attack sweeps will live here too; everything works on tensors and stays on their device.
+Everything works on tensors and stays on their device.
 """
 from __future__ import annotations
 
 import math
+import time
+from typing import Any, Callable
 
 import torch
+
+from .config import settings_hash
 
 
 def class_moments(z: torch.Tensor, y: torch.Tensor, num_classes: int):
@@ -69,9 +75,11 @@ def class_kurtosis(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[f
 
 # --- robust accuracy ---------------------------------------------------------------------------------
 def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
-                    params: dict | None = None, batch_size: int = 100, cancel=None) -> float:
+                    params: dict | None = None, batch_size: int = 100, cancel=None,
+                    progress: Callable[[int, int], None] | None = None) -> float:
     """Accuracy against the true label of ``attack`` at ``eps`` (attacks run in batches of 100, as
-    GCCS §5 does; ε = 0 is the clean accuracy). The model must be in eval mode."""
+    GCCS §5 does; ε = 0 is the clean accuracy). The model must be in eval mode. ``cancel``: an Event
+    checked between batches; ``progress(done, total)`` is called after each batch."""
     from .attacks import build_attack  # torchattacks is only needed once someone attacks
 
     model.eval()
@@ -86,7 +94,46 @@ def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: 
         with torch.no_grad():
             # the same decision rule as the clean accuracy of the run (PCL may predict by prototype)
             correct += int((objective.test_predictions(model, xa, model(xa)) == yb).sum())
+        if progress is not None:
+            progress(min(i + batch_size, len(x)), len(x))
     return correct / len(x)
+
+
+# --- cached results ---------------------------------------------------------------------------------
+def result_key(run_id: str, kind: str, settings: dict[str, Any]) -> str:
+    """The store key of one evaluation of one run: ``<run>:<kind>:<hash of everything that shapes it>``."""
+    return f"{run_id}:{kind}:{settings_hash(settings)}"
+
+
+def accuracy_settings(attack: str, params: dict[str, Any], eps: float, samples: int, seed: int = 0) -> dict[str, Any]:
+    """What determines a robust-accuracy number: attack, its parameters, ε, the first ``samples`` test
+    points and the seed of its random starts."""
+    return {"attack": attack, "params": dict(params), "eps": float(eps), "samples": int(samples), "seed": int(seed)}
+
+
+def accuracy_point(store, run_id: str, model, objective, x: torch.Tensor, y: torch.Tensor, attack: str,
+                   params: dict[str, Any], eps: float, seed: int = 0, force: bool = False, cancel=None,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[dict[str, Any], bool]:
+    """Robust accuracy of one run at one ε, from the store when cached, else computed and stored.
+
+    Returns (result, cached). The result dict holds kind "accuracy", run_id, attack, params, eps,
+    samples, seed, accuracy, seconds (of the computation) and created. ``params`` must be validated
+    (``engine.attacks.attack_params``). The random starts are seeded per point, so a point does not
+    depend on which other points were computed before it.
+    """
+    settings = accuracy_settings(attack, params, eps, len(y), seed)
+    key = result_key(run_id, "accuracy", settings)
+    cached = None if force or store is None else store.get_result(key)
+    if isinstance(cached, dict):
+        return cached, True
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    accuracy = robust_accuracy(model, objective, x, y, attack, eps, params, cancel=cancel, progress=progress)
+    result = {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": accuracy,
+              "seconds": time.perf_counter() - started, "created": time.time()}
+    if store is not None:
+        store.put_result(key, result)
+    return result, False
 
 
 def sanity_warnings(eps: list[float], accuracy: list[float]) -> list[str]:
