@@ -13,6 +13,9 @@ PAGES = [
     st.Page("pages/start.py", title="Start", icon=":material/change_history:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/latent.py", title="Latent space", icon=":material/scatter_plot:"),
+    st.Page("pages/robustness.py", title="Robustness", icon=":material/shield:"),
+    st.Page("pages/examples.py", title="Examples", icon=":material/photo_library:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
 ]
 page = st.navigation(PAGES)
 with st.sidebar:

@@ -1,6 +1,8 @@
 """The headless command line: the same engine as the app, JSON on stdout, progress on stderr.
 
     python -m engine train --dataset digits --model cnn --objective gccs [--objective ce] [--preset quick]
+    python -m engine attack RUN_ID --attack pgd --eps 0,0.05,0.1 [--param steps=10] [--samples N]
+    python -m engine evaluate RUN_ID [RUN_ID ...] --suite gccs-paper
     python -m engine runs
 """
 from __future__ import annotations
@@ -123,18 +125,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     from .attacks import attack_params
     from .data import load_dataset
-    from .evaluate import accuracy_point, sanity_warnings
+    from .evaluate import accuracy_point, sanity_warnings, validate_eps
     from .train import load_run
 
     store = RunStore(args.store)
     if not store.has_run(args.run_id):
         raise ConfigError(f"run_id: no stored run {args.run_id!r}; `python -m engine runs` lists them")
-    try:
-        eps = [float(e) for e in args.eps.split(",") if e.strip()]
-    except ValueError:
-        raise ConfigError(f"--eps must be comma-separated numbers in [0, 1]; got {args.eps!r}") from None
-    if not eps or any(not 0 <= e <= 1 for e in eps):
-        raise ConfigError(f"--eps must be comma-separated numbers in [0, 1]; got {args.eps!r}")
+    eps = validate_eps(args.attack, args.eps)
     raw = {}
     for text in args.param or []:
         name, value, _ = parse_param(text)
@@ -160,6 +157,30 @@ def cmd_attack(args: argparse.Namespace) -> int:
                       "seed": args.seed, "seconds": time.perf_counter() - started,
                       "warnings": sanity_warnings(eps, accuracy)},
                      indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """A named suite of sweeps on several stored runs (engine.evaluate.SUITES); cached point by point."""
+    from .evaluate import suite_job
+
+    store = RunStore(args.store)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "point" and not args.quiet:
+            r = event["result"]
+            print(f"[{r['attack']}] {r['run_id'][:6]} ε = {r['eps']:g}: accuracy {r['accuracy']:.4f}"
+                  f"{' (cached)' if event['cached'] else ''}", file=sys.stderr, flush=True)
+
+    out = suite_job(store, args.run_ids, args.suite, args.samples, args.seed, args.force, "cpu", args.data_dir,
+                    on_event, cancel)
+    objectives = {r: store.get_run(r)["objective"] for r in args.run_ids}
+    out["runs"] = [{"run_id": r, "objective": o} for r, o in objectives.items()]
+    print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -221,7 +242,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("run_id")
     from .attacks import ATTACKS  # noqa: PLC0415 (the attack list is only needed by this command)
     a.add_argument("--attack", choices=list(ATTACKS), default="pgd")
-    a.add_argument("--eps", default="0,0.05,0.1", help="comma-separated ℓ∞ budgets in [0, 1] pixel units")
+    a.add_argument("--eps", default="0,0.05,0.1",
+                   help="comma-separated budgets: ℓ∞ ε in [0, 1] pixel units for most attacks (σ for gaussian-noise, "
+                        "degrees for rotation)")
     a.add_argument("--param", action="append", metavar="NAME=VALUE", help="attack parameter, e.g. steps=10")
     a.add_argument("--samples", type=int, help="first N test samples (default: the whole test split)")
     a.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
@@ -229,6 +252,19 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--data-dir", dest="data_dir")
     a.add_argument("--force", action="store_true", help="recompute even if cached")
     a.set_defaults(func=cmd_attack)
+
+    from .evaluate import SUITES  # noqa: PLC0415
+    e = sub.add_parser("evaluate", help="a named suite of attack sweeps on stored runs; prints JSON",
+                       description="Suites: " + "; ".join(f"{k}: {v[0]}" for k, v in SUITES.items()))
+    e.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    e.add_argument("--suite", choices=list(SUITES), default="pgd10")
+    e.add_argument("--samples", type=int, help="first N test samples (default: the whole test split)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
+    e.add_argument("--threads", type=int)
+    e.add_argument("--data-dir", dest="data_dir")
+    e.add_argument("--force", action="store_true", help="recompute even if cached")
+    e.add_argument("--quiet", action="store_true", help="no per-point progress on stderr")
+    e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("runs", help="list stored runs as JSON")
     r.set_defaults(func=cmd_runs)
@@ -243,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Cancelled:
-        print("cancelled: nothing was stored", file=sys.stderr)
+        print("cancelled: nothing was stored" if args.command == "train" else
+              "cancelled: the points finished so far are cached", file=sys.stderr)
         return 130
 
 

@@ -149,3 +149,230 @@ def sanity_warnings(eps: list[float], accuracy: list[float]) -> list[str]:
         out.append(f"accuracy is still {accuracy[big]:.3f} at ε = {eps[big]:g}: at such ε an attack should reach "
                    "~0 (gradient masking, or too few steps?)")
     return out
+
+
+def validate_eps(attack: str, eps) -> list[float]:
+    """The ε grid of a sweep, parsed ("0,0.05,0.1" or numbers), checked against the attack's budget,
+    sorted and without duplicates."""
+    from . import attacks
+    from .objectives import ConfigError
+
+    if isinstance(eps, str):
+        try:
+            eps = [float(e) for e in eps.replace(" ", "").split(",") if e]
+        except ValueError:
+            raise ConfigError(f"eps must be comma-separated numbers; got {eps!r}") from None
+    values = sorted(set(float(e) for e in eps))
+    if not values:
+        raise ConfigError("eps: give at least one value")
+    attacks.validate_budget(attack, values)
+    return values
+
+
+# --- sweeps as background work ---------------------------------------------------------------------
+def load_for_evaluation(store, run_ids: list[str], samples: int | None, device="cpu", data_dir=None):
+    """The stored runs (model, objective, record) and the first ``samples`` test points of their dataset
+    (None: the whole test split), on ``device``. Every run must be on the same dataset."""
+    from .data import load_dataset
+    from .objectives import ConfigError
+    from .train import load_run
+
+    if not run_ids:
+        raise ConfigError("runs: choose at least one stored run")
+    missing = [r for r in run_ids if not store.has_run(r)]
+    if missing:
+        raise ConfigError(f"runs: no stored run {missing[0]!r}; `python -m engine runs` lists them")
+    loaded = {r: load_run(store, r, device) for r in run_ids}
+    datasets = sorted({record["dataset"] for _, _, record in loaded.values()})
+    if len(datasets) > 1:
+        raise ConfigError(f"runs: all runs of one evaluation must share a dataset; got {', '.join(datasets)}")
+    data = load_dataset(datasets[0], data_dir=data_dir)
+    n = len(data.y_test) if samples is None else max(1, min(int(samples), len(data.y_test)))
+    return loaded, data.x_test[:n].to(device), data.y_test[:n].to(device)
+
+
+def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
+              samples: int | None = None, seed: int = 0, force: bool = False, device="cpu", data_dir=None,
+              on_event: Callable[[dict], None] | None = None, cancel=None) -> dict[str, Any]:
+    """Robust accuracy of several runs under one attack over an ε grid, point by point.
+
+    The grid is walked ε by ε with every run at each ε, so all curves advance together; each point is
+    read from the store when cached, else computed and stored at once (a cancelled sweep keeps the
+    points it finished). Events for ``on_event``: ``sweep-start`` (runs, points), ``sweep-progress``
+    (done/total test samples attacked, ETA), ``point`` (one result dict, cached or not).
+    Returns {"points": [...], "warnings": {run_id: [...]}}.
+    """
+    from .attacks import attack_params
+
+    emit = on_event or (lambda event: None)
+    params = attack_params(attack, params)
+    loaded, x, y = load_for_evaluation(store, run_ids, samples, device, data_dir)
+    grid = sorted(set(float(e) for e in eps))
+    total = len(grid) * len(run_ids) * len(y)
+    emit({"type": "sweep-start", "runs": [{"run_id": r, "objective": loaded[r][2]["objective"]} for r in run_ids],
+          "attack": attack, "params": params, "eps": grid, "samples": len(y), "points": len(grid) * len(run_ids),
+          "class_names": loaded[run_ids[0]][2]["class_names"]})
+    started, done, computed = time.perf_counter(), 0, 0
+    points = []
+    for e in grid:
+        for run_id in run_ids:
+            model, objective, _ = loaded[run_id]
+
+            def progress(n: int, _total: int, base=done) -> None:
+                elapsed = time.perf_counter() - started
+                rate = (computed + n) / elapsed if elapsed > 0 else 0.0
+                emit({"type": "sweep-progress", "done": base + n, "total": total,
+                      "eta": (total - base - n) / rate if rate > 0 else None})
+
+            try:
+                result, cached = accuracy_point(store, run_id, model, objective, x, y, attack, params, e, seed,
+                                                force, cancel, progress)
+            except InterruptedError:
+                from .train import Cancelled
+                raise Cancelled("cancelled by the user") from None
+            done += len(y)
+            computed += 0 if cached else len(y)
+            points.append(result)
+            emit({"type": "point", "result": result, "cached": cached})
+            emit({"type": "sweep-progress", "done": done, "total": total, "eta": None if done < total else 0.0})
+    warnings = {}
+    for run_id in run_ids:
+        own = [p for p in points if p["run_id"] == run_id]
+        warnings[run_id] = sanity_warnings([p["eps"] for p in own], [p["accuracy"] for p in own])
+    return {"points": points, "warnings": warnings}
+
+
+def cross_attack_warnings(results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+    """The sanity checks of attacks.md that compare attacks on one run (Carlini et al. 2019), from its
+    cached accuracy results; only results on the same samples, seed and ε are compared:
+    an iterative attack weaker than FGSM; a gradient-free attack stronger than the white-box ones;
+    the adaptive attack much (> 0.10) stronger than the standard attack it is paired with.
+    Returns (attack whose chart the warning belongs to, samples, message) triples.
+    """
+    from .attacks import ATTACKS
+
+    out = []
+    groups: dict[tuple, dict[str, float]] = {}
+    for r in results:
+        if r.get("kind") != "accuracy" or r["eps"] == 0 or r["attack"] not in ATTACKS:
+            continue
+        group = groups.setdefault((r["eps"], r["samples"], r["seed"]), {})
+        # several parameter sets of one attack: keep the strongest (lowest accuracy)
+        group[r["attack"]] = min(group.get(r["attack"], 1.0), r["accuracy"])
+    for (eps, samples, _), acc in sorted(groups.items()):
+        where = f"at ε = {eps:g} ({samples} samples)"
+        linf = {a: v for a, v in acc.items() if ATTACKS[a].budget == "linf"}
+        white = {a: v for a, v in linf.items() if ATTACKS[a].family == "white-box"}
+        if "fgsm" in white:
+            for a, v in white.items():
+                if ATTACKS[a].iterative and v > acc["fgsm"] + 0.02:
+                    out.append((a, samples, f"{a} ({v:.3f}) is weaker than one-step FGSM ({acc['fgsm']:.3f}) {where}: an "
+                                   "iterative attack should not do worse (gradient masking, or a too small step?)"))
+        if white:
+            strongest = min(white, key=white.get)
+            for a, v in linf.items():
+                if ATTACKS[a].family == "gradient-free" and v < white[strongest] - 0.02:
+                    out.append((a, samples, f"gradient-free {a} ({v:.3f}) is stronger than the best white-box attack "
+                                   f"{strongest} ({white[strongest]:.3f}) {where}: the gradients are masked"))
+        for a, v in acc.items():
+            partner = ATTACKS[a].pairs_with
+            if partner in acc and acc[partner] - v > 0.10:
+                out.append((partner, samples, f"adaptive {a} ({v:.3f}) is much stronger than standard {partner} "
+                                     f"({acc[partner]:.3f}) {where}: the standard attack overstates the robustness"))
+    return out
+
+
+def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Robustness page's charts as data: one chart per attack (an adaptive attack joins the chart
+    of the standard attack it is paired with) and test-sample count, one line per (run, attack,
+    parameters), points sorted by ε, with the sanity warnings that concern the chart.
+
+    ``results``: accuracy result dicts (cached and live, duplicates allowed); ``records``: the runs.
+    """
+    from .attacks import ATTACKS, budget_of
+
+    unique = {}
+    for r in results:
+        if r.get("kind") == "accuracy" and r["run_id"] in records and r["attack"] in ATTACKS:
+            settings = accuracy_settings(r["attack"], r["params"], r["eps"], r["samples"], r["seed"])
+            unique[result_key(r["run_id"], "accuracy", settings)] = r
+    charts: dict[tuple, dict[str, Any]] = {}
+    for r in unique.values():
+        spec = ATTACKS[r["attack"]]
+        chart_attack = spec.pairs_with or r["attack"]
+        chart = charts.setdefault((chart_attack, r["samples"]), {
+            "attack": chart_attack, "samples": r["samples"], "title": ATTACKS[chart_attack].title,
+            "axis": budget_of(chart_attack).label, "lines": {}, "warnings": []})
+        params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
+        line = chart["lines"].setdefault((r["run_id"], r["attack"], params, r["seed"]), {
+            "run_id": r["run_id"], "objective": records[r["run_id"]]["objective"], "attack": r["attack"],
+            "params": params, "seed": r["seed"], "adaptive": spec.pairs_with is not None,
+            "adversarially_trained": records[r["run_id"]]["settings"].get("adv_attack", "none") != "none",
+            "points": []})
+        line["points"].append((r["eps"], r["accuracy"]))
+    out = []
+    for key in sorted(charts, key=lambda k: (list(ATTACKS).index(k[0]), -k[1])):
+        chart = charts[key]
+        lines = []
+        for line in chart["lines"].values():
+            line["points"].sort()
+            line["eps"] = [e for e, _ in line["points"]]
+            line["accuracy"] = [a for _, a in line["points"]]
+            del line["points"]
+            for w in sanity_warnings(line["eps"], line["accuracy"]):
+                chart["warnings"].append(f"{line['objective'].upper()} ({line['run_id'][:6]}) · {line['attack']}: {w}")
+            lines.append(line)
+        # params with one value in the whole chart need not be repeated in every label
+        chart["lines"] = sorted(lines, key=lambda l: (l["run_id"], l["adaptive"], l["attack"], l["params"]))
+        chart["shared_params"] = len({l["params"] for l in lines if not l["adaptive"]}) <= 1
+        out.append(chart)
+    for run_id in records:
+        own = [r for r in unique.values() if r["run_id"] == run_id]
+        for attack, samples, message in cross_attack_warnings(own):
+            for chart in out:
+                if chart["attack"] == attack and chart["samples"] == samples and any(l["run_id"] == run_id for l in chart["lines"]):
+                    chart["warnings"].append(f"{records[run_id]['objective'].upper()} ({run_id[:6]}): {message}")
+    return out
+
+
+# --- named suites (python -m engine evaluate) -------------------------------------------------------
+GCCS_EPS = (0.0, 0.025, 0.05, 0.075, 0.1)  # GCCS Fig. 4 (MNIST): 0 … 0.10
+SUITES: dict[str, tuple[str, tuple[tuple[str, dict[str, Any], tuple[float, ...]], ...]]] = {
+    "pgd10": ("PGD-10 (step 0.01) over five ε: the issue-4 check", (("pgd", {"steps": 10}, GCCS_EPS),)),
+    "gccs-paper": ("GCCS Fig. 4: FGSM, PGD-5, TGSM-5 over ε 0 … 0.1",
+                   (("fgsm", {}, GCCS_EPS), ("pgd", {"steps": 5}, GCCS_EPS), ("tgsm", {"steps": 5}, GCCS_EPS))),
+    "adaptive": ("PGD-10 on CE, on the objective's adaptive objective and on the margin, paired (attacks.md)",
+                 (("pgd", {"steps": 10}, GCCS_EPS), ("adaptive-pgd", {"steps": 10}, GCCS_EPS),
+                  ("margin-pgd", {"steps": 10}, GCCS_EPS))),
+    "masking": ("the gradient-masking checks: FGSM vs PGD-10 vs gradient-free Square up to ε 0.3",
+                (("fgsm", {}, (0.0, 0.1, 0.2, 0.3)), ("pgd", {"steps": 10, "alpha": 0.03}, (0.0, 0.1, 0.2, 0.3)),
+                 ("square", {}, (0.0, 0.1, 0.2, 0.3)))),
+    "natural": ("MMC's natural corruptions: Gaussian noise σ and rotation",
+                (("gaussian-noise", {}, (0.0, 0.05, 0.1, 0.2, 0.3)), ("rotation", {}, (0.0, 10.0, 20.0, 30.0)))),
+}
+
+
+def suite_job(store, run_ids: list[str], suite: str, samples: int | None = None, seed: int = 0,
+              force: bool = False, device="cpu", data_dir=None, on_event=None, cancel=None) -> dict[str, Any]:
+    """Every sweep of a named suite on the same runs; returns the curves per attack and run, and the
+    sanity warnings (per sweep, and across the suite's attacks)."""
+    from .objectives import ConfigError
+
+    if suite not in SUITES:
+        raise ConfigError(f"suite must be one of {', '.join(SUITES)}; got {suite!r}")
+    out: dict[str, Any] = {"suite": suite, "description": SUITES[suite][0], "attacks": [], "warnings": []}
+    points = []
+    for attack, params, grid in SUITES[suite][1]:
+        result = sweep_job(store, run_ids, attack, params, list(grid), samples, seed, force, device, data_dir,
+                           on_event, cancel)
+        points += result["points"]
+        curves = {r: {"eps": [p["eps"] for p in result["points"] if p["run_id"] == r],
+                      "accuracy": [p["accuracy"] for p in result["points"] if p["run_id"] == r]} for r in run_ids}
+        out["attacks"].append({"attack": attack, "params": result["points"][0]["params"] if result["points"] else params,
+                               "samples": result["points"][0]["samples"] if result["points"] else None,
+                               "curves": curves, "seconds": sum(p["seconds"] for p in result["points"])})
+        out["warnings"] += [f"{r[:6]} · {attack}: {w}" for r, ws in result["warnings"].items() for w in ws]
+    for run_id in run_ids:
+        out["warnings"] += [f"{run_id[:6]}: {message}"
+                            for _, _, message in cross_attack_warnings([p for p in points if p["run_id"] == run_id])]
+    return out

@@ -53,6 +53,9 @@ class Job:
     latents: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> newest snapshot
     warnings: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
+    points: list[dict[str, Any]] = field(default_factory=list)  # evaluations: one result dict per point
+    total_points: int = 0  # evaluations: how many points the job will produce
+    detail: str = ""  # evaluations: what the progress bar says (the training panel uses epoch/step)
     error: str | None = None
     result: Any = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -66,6 +69,7 @@ class Job:
             clone.history = {k: list(v) for k, v in self.history.items()}
             clone.latents = dict(self.latents)
             clone.warnings = list(self.warnings)
+            clone.points = list(self.points)
             clone.lock = threading.Lock()
         return clone
 
@@ -93,6 +97,17 @@ class Job:
                                                  "y": event["labels"], "geometry": event["geometry"],
                                                  "views": event["views"]}
                 self.samples_per_s = metrics["samples_per_s"]
+            elif kind == "sweep-start":  # evaluations (engine.evaluate.sweep_job, engine.latent.shift_job)
+                self.runs = event["runs"]
+                self.class_names = event.get("class_names", [])
+                self.detail = f"0/{event['points']} points"
+                self.total_points = event["points"]
+            elif kind == "sweep-progress":
+                self.progress = event["done"] / max(event["total"], 1)
+                self.eta = event["eta"]
+            elif kind == "point":
+                self.points.append(event["result"])
+                self.detail = f"{len(self.points)}/{self.total_points} points"
             elif kind == "reused":
                 record, stored = event["record"], event["latents"]
                 self.history[event["run_id"]] = list(record["history"])
@@ -159,6 +174,48 @@ class JobManager:
 
         return self.submit("train", title, device, {"config": config.to_dict(), "force": force}, work)
 
+    def submit_sweep(self, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
+                     samples: int | None = None, seed: int = 0, force: bool = False, device: str = "cpu",
+                     title: str | None = None) -> str:
+        """Queue a robust-accuracy sweep (``engine.evaluate.sweep_job``); bad settings fail here."""
+        from .attacks import attack_params
+        from .evaluate import sweep_job, validate_eps
+
+        params = attack_params(attack, params)
+        eps = validate_eps(attack, eps)
+        if not run_ids:
+            raise ConfigError("runs: choose at least one stored run")
+        title = title or f"{attack} sweep · {len(run_ids)} run{'s' * (len(run_ids) > 1)} · {len(eps)} ε"
+
+        def work(job: Job):
+            return sweep_job(self.store, run_ids, attack, params, eps, samples, seed, force, job.device,
+                             self.data_dir, on_event=job.publish, cancel=job.cancel_event)
+
+        settings = {"runs": list(run_ids), "attack": attack, "params": params, "eps": eps, "samples": samples,
+                    "seed": seed}
+        return self.submit("sweep", title, device, settings, work)
+
+    def submit_shift(self, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
+                     samples: int = 1000, seed: int = 0, force: bool = False, device: str = "cpu") -> str:
+        """Queue the latents of runs under attack over an ε grid (``engine.latent.shift_job``)."""
+        from .attacks import attack_params
+        from .evaluate import validate_eps
+        from .latent import shift_job
+
+        params = attack_params(attack, params)
+        eps = validate_eps(attack, eps)
+        if not run_ids:
+            raise ConfigError("runs: choose at least one stored run")
+
+        def work(job: Job):
+            return shift_job(self.store, run_ids, attack, params, eps, samples, seed, force, job.device,
+                             self.data_dir, on_event=job.publish, cancel=job.cancel_event)
+
+        settings = {"runs": list(run_ids), "attack": attack, "params": params, "eps": eps, "samples": samples,
+                    "seed": seed}
+        title = f"latents under {attack} · {len(run_ids)} run{'s' * (len(run_ids) > 1)} · {len(eps)} ε"
+        return self.submit("shift", title, device, settings, work)
+
     # --- reading and steering ------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
         with self.lock:
@@ -202,7 +259,7 @@ class JobManager:
             try:
                 result = work(job)
                 status, error = DONE, None
-            except Cancelled:
+            except (Cancelled, InterruptedError):
                 status, error, result = CANCELLED, "cancelled by the user", None
             except (TrainingFailed, DatasetUnavailable, ConfigError) as exc:
                 status, error, result = FAILED, str(exc), None

@@ -1,7 +1,12 @@
-"""Projections of latent vectors for the latent-space views (../shared/spec/visuals.md)."""
+"""Projections of latent vectors for the latent-space views (../shared/spec/visuals.md), and the
+latents of stored runs under attack (the "Perturbation" views), cached per (run, attack, ε)."""
 from __future__ import annotations
 
+import time
+from typing import Any, Callable
+
 import numpy as np
+import torch
 
 
 def class_centres(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None) -> np.ndarray:
@@ -52,3 +57,164 @@ def coords_3d(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.nda
         return z[mask][:, classes], y[mask], centres[:, classes], [f"z_{c}" for c in classes]
     basis, _ = np.linalg.qr(centres.T)  # (D, 3): spans the three centres
     return z[mask] @ basis, y[mask], centres @ basis, ["centre axis 1", "centre axis 2", "centre axis 3"]
+
+
+# --- latents under attack (visuals.md, "Perturbation") -------------------------------------------------
+TRAJECTORY_POINTS = 60  # samples whose latents are recorded at every iteration of the attack
+
+
+def attacked_latents(model, objective, x, y, attack: str, params: dict[str, Any], eps: float,
+                     trajectory_points: int = TRAJECTORY_POINTS, batch_size: int = 100, cancel=None,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Latents and predictions of ``x`` after ``attack`` at ``eps``, and the per-sample trajectories.
+
+    The trajectories are the latents of the first ``trajectory_points`` samples at every forward pass
+    the attack makes on its full batch (for PGD-like attacks: the random start and every iterate,
+    MMC Fig. 3(b)), preceded by the clean latent and followed by the final one.
+    Returns z (N, D) float32, pred (N,), trajectory (T, M, D) float32.
+    """
+    from .attacks import build_attack
+
+    model.eval()
+    objective.eval()
+    atk = build_attack(attack, model, objective, eps, **params) if eps > 0 else None
+    zs, preds, recorded = [], [], []
+    m = min(trajectory_points, len(y))
+    for i in range(0, len(y), batch_size):
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError("cancelled")
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        if atk is None:
+            xa = xb
+        elif i == 0:
+            def record(_module, _inputs, out, size=len(xb)):
+                if out.shape[0] == size:  # the attack's own forward passes on this batch, not probes
+                    recorded.append(out[:m].detach().float().cpu())
+            handle = model.register_forward_hook(record)
+            try:
+                xa = atk(xb, yb)
+            finally:
+                handle.remove()
+        else:
+            xa = atk(xb, yb)
+        with torch.no_grad():
+            z = model(xa)
+            preds.append(objective.test_predictions(model, xa, z).cpu())
+            if i == 0:
+                clean = model(xb[:m]).float().cpu()
+                recorded = [clean] + recorded + [z[:m].float().cpu()]
+            zs.append(z.float().cpu())
+        if progress is not None:
+            progress(min(i + batch_size, len(y)), len(y))
+    return {"z": torch.cat(zs).numpy(), "pred": torch.cat(preds).numpy(),
+            "trajectory": torch.stack(recorded).numpy()}
+
+
+def shift_point(store, run_id: str, model, objective, x, y, attack: str, params: dict[str, Any], eps: float,
+                seed: int = 0, force: bool = False, cancel=None, progress=None) -> tuple[dict[str, Any], bool]:
+    """``attacked_latents`` of one run at one ε, from the store when cached, else computed and stored."""
+    from .evaluate import result_key
+
+    settings = shift_settings(attack, params, eps, len(y), seed)
+    key = result_key(run_id, "shift", settings)
+    cached = None if force or store is None else store.get_result(key)
+    if isinstance(cached, dict):
+        return cached, True
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    out = attacked_latents(model, objective, x, y, attack, params, eps, cancel=cancel, progress=progress)
+    result = {"kind": "shift", "run_id": run_id, **settings, **out,
+              "accuracy": float((out["pred"] == y.cpu().numpy()).mean()),
+              "seconds": time.perf_counter() - started, "created": time.time()}
+    if store is not None:
+        store.put_result(key, result)
+    return result, False
+
+
+def shift_job(store, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
+              samples: int = 1000, seed: int = 0, force: bool = False, device="cpu", data_dir=None,
+              on_event: Callable[[dict], None] | None = None, cancel=None) -> dict[str, Any]:
+    """Latents of several runs under one attack at every ε of a grid (ε = 0 included: the clean
+    latents), on the fixed test subset the training snapshots show (``engine.train.fixed_subset``).
+    Events and cancellation as ``engine.evaluate.sweep_job``; each (run, ε) is cached at once.
+    Returns {"points": [result dicts without the arrays]}."""
+    from .attacks import attack_params
+    from .evaluate import load_for_evaluation
+    from .train import Cancelled, fixed_subset
+
+    emit = on_event or (lambda event: None)
+    params = attack_params(attack, params)
+    loaded, x, y = load_for_evaluation(store, run_ids, None, device, data_dir)
+    subset = fixed_subset(len(y), samples).to(x.device)
+    x, y = x[subset], y[subset]
+    grid = sorted(set([0.0] + [float(e) for e in eps]))
+    total = len(grid) * len(run_ids) * len(y)
+    emit({"type": "sweep-start", "runs": [{"run_id": r, "objective": loaded[r][2]["objective"]} for r in run_ids],
+          "attack": attack, "params": params, "eps": grid, "samples": len(y), "points": len(grid) * len(run_ids),
+          "class_names": loaded[run_ids[0]][2]["class_names"]})
+    done, points = 0, []
+    started = time.perf_counter()
+    for e in grid:
+        for run_id in run_ids:
+            model, objective, _ = loaded[run_id]
+
+            def progress(n: int, _total: int, base=done) -> None:
+                rate = (base + n) / max(time.perf_counter() - started, 1e-9)
+                emit({"type": "sweep-progress", "done": base + n, "total": total, "eta": (total - base - n) / rate})
+
+            try:
+                result, cached = shift_point(store, run_id, model, objective, x, y, attack, params, e, seed, force,
+                                             cancel, progress)
+            except InterruptedError:
+                raise Cancelled("cancelled by the user") from None
+            done += len(y)
+            summary = {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+            points.append(summary)
+            emit({"type": "point", "result": summary, "cached": cached})
+    return {"points": points}
+
+
+def shift_settings(attack: str, params: dict[str, Any], eps: float, samples: int, seed: int = 0) -> dict[str, Any]:
+    return {"attack": attack, "params": dict(params), "eps": float(eps), "samples": int(samples), "seed": seed}
+
+
+def cached_shift(store, run_id: str, attack: str, params: dict[str, Any], eps: float, samples: int,
+                 seed: int = 0) -> dict[str, Any] | None:
+    """The stored latents of one run under one attack at one ε, or None (never computes)."""
+    from .evaluate import result_key
+
+    return store.get_result(result_key(run_id, "shift", shift_settings(attack, params, eps, samples, seed)))
+
+
+def shift_view(clean: dict[str, Any], attacked: dict[str, Any], y: np.ndarray, classes: list[int],
+               geometry: np.ndarray | None, distance: str = "centre") -> dict[str, Any]:
+    """What one panel draws for one run at one ε: the three classes' clean and attacked latents in the
+    plane through the three clean centres (the same plane at every ε, so points move and axes stay),
+    the trajectories in that plane, the distance of every point to its own centre (the objective's
+    centre, else the clean class mean; ``distance="norm"``: ‖z‖) clean and attacked, the accuracy at
+    this ε and the fraction of points whose decision changed (they left their decision region).
+    """
+    z0, z1 = np.asarray(clean["z"], np.float64), np.asarray(attacked["z"], np.float64)
+    y = np.asarray(y)
+    num_classes = len(geometry) if geometry is not None else int(y.max()) + 1
+    centres_all = (np.asarray(geometry, np.float64) if geometry is not None else
+                   np.stack([z0[y == c].mean(0) if np.any(y == c) else np.zeros(z0.shape[1])
+                             for c in range(num_classes)]))
+    origin, basis = plane_basis(centres_all[classes])
+    mask = np.isin(y, classes)
+    m = attacked["trajectory"].shape[1]
+    traj_mask = mask[:m]
+    if distance == "norm":
+        d0, d1 = np.linalg.norm(z0, axis=1), np.linalg.norm(z1, axis=1)
+    else:
+        d0, d1 = np.linalg.norm(z0 - centres_all[y], axis=1), np.linalg.norm(z1 - centres_all[y], axis=1)
+    return {
+        "clean": (z0[mask] - origin) @ basis.T, "attacked": (z1[mask] - origin) @ basis.T, "labels": y[mask],
+        "vertices": (centres_all[classes] - origin) @ basis.T,
+        "trajectory": (np.asarray(attacked["trajectory"], np.float64)[:, traj_mask] - origin) @ basis.T,
+        "trajectory_labels": y[:m][traj_mask],
+        "distance_clean": d0, "distance_attacked": d1,
+        "accuracy": float((np.asarray(attacked["pred"]) == y).mean()),
+        "left_region": float((np.asarray(attacked["pred"]) != np.asarray(clean["pred"])).mean()),
+        "eps": attacked["eps"],
+    }

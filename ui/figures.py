@@ -134,3 +134,135 @@ def latent_3d_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry:
                       scene=dict(xaxis_title=names[0], yaxis_title=names[1], zaxis_title=names[2],
                                  aspectmode="cube"))
     return fig
+
+
+# --- robustness --------------------------------------------------------------------------------------
+def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
+    """Accuracy vs ε of one attack (``engine.evaluate.robustness_charts``): one line per run, colour per
+    objective; adversarially trained runs dashed; an adaptive attack drawn in its run's colour with open
+    diamonds and a dotted line, so standard and adaptive results of a run read as a pair."""
+    fig = go.Figure()
+    colours: dict[str, str] = {}
+    for line in chart["lines"]:
+        colour = colours.setdefault(line["run_id"], colour_of(line["objective"], len(colours)))
+        dash = ("dashdot" if line["adaptive"] else "dash") if line["adversarially_trained"] else \
+            ("dot" if line["adaptive"] else "solid")
+        name = f"{line['objective'].upper()} ({line['run_id'][:6]})"
+        if line["adversarially_trained"]:
+            name += " · adv. trained"
+        if line["adaptive"]:
+            name += f" · {line['attack']}"
+        if line["params"] and not (chart.get("shared_params") and not line["adaptive"]):
+            name += f" · {line['params']}"
+        fig.add_trace(go.Scatter(
+            x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name,
+            line=dict(color=colour, dash=dash, width=2),
+            marker=dict(symbol="diamond-open" if line["adaptive"] else "circle", size=8 if line["adaptive"] else 6),
+            hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<extra></extra>"))
+    shared = next((l["params"] for l in chart["lines"] if not l["adaptive"]), "") if chart.get("shared_params") else ""
+    title = f"{chart['title']}" + (f" · {shared}" if shared else "") + f" · {chart['samples']} test samples"
+    fig.update_layout(title=dict(text=title, font_size=13), height=height, margin=dict(l=10, r=10, t=50, b=10),
+                      xaxis_title=chart.get("axis", "ε"), yaxis_title="accuracy (true label)",
+                      yaxis_range=[-0.02, 1.02], legend=dict(font_size=10), hovermode="closest")
+    return fig
+
+
+# --- latents under attack ----------------------------------------------------------------------------
+def _segments(a: np.ndarray, b: np.ndarray) -> tuple[list, list]:
+    """Line segments a_i → b_i as one trace: x and y with None between segments (fast for 1000s)."""
+    n = len(a)
+    xs = np.full(3 * n, np.nan)
+    ys = np.full(3 * n, np.nan)
+    xs[0::3], xs[1::3] = a[:, 0], b[:, 0]
+    ys[0::3], ys[1::3] = a[:, 1], b[:, 1]
+    return xs.tolist(), ys.tolist()
+
+
+def _shift_traces(view: dict, classes: list[int], class_names, arrows: bool, trajectories: bool) -> list:
+    traces = []
+    for k, c in enumerate(classes):
+        colour = CLASS_COLOURS[k % 10]
+        mask = view["labels"] == c
+        traces.append(go.Scatter(x=view["clean"][mask, 0], y=view["clean"][mask, 1], mode="markers",
+                                 marker=dict(size=4, color=colour, opacity=0.18), name=f"{_class_name(c, class_names)} clean",
+                                 legendgroup=f"c{c}", hoverinfo="skip"))
+        traces.append(go.Scatter(x=view["attacked"][mask, 0], y=view["attacked"][mask, 1], mode="markers",
+                                 marker=dict(size=5, color=colour, opacity=0.9, line=dict(width=0.5, color="#000")),
+                                 name=f"{_class_name(c, class_names)} attacked", legendgroup=f"c{c}"))
+        if arrows:
+            xs, ys = _segments(view["clean"][mask], view["attacked"][mask])
+            traces.append(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=0.6), opacity=0.45,
+                                     name=f"{_class_name(c, class_names)} moves", legendgroup=f"c{c}",
+                                     showlegend=False, hoverinfo="skip"))
+        if trajectories:
+            tmask = view["trajectory_labels"] == c
+            path = view["trajectory"][:, tmask]  # (T, m, 2)
+            xs, ys = [], []
+            for j in range(path.shape[1]):
+                xs += path[:, j, 0].tolist() + [None]
+                ys += path[:, j, 1].tolist() + [None]
+            traces.append(go.Scatter(x=xs, y=ys, mode="lines+markers", line=dict(color=colour, width=1.2),
+                                     marker=dict(size=2.5, color=colour), name=f"{_class_name(c, class_names)} PGD path",
+                                     legendgroup=f"c{c}", showlegend=False, hoverinfo="skip"))
+    tri = np.vstack([view["vertices"], view["vertices"][:1]])
+    traces.append(go.Scatter(x=tri[:, 0], y=tri[:, 1], mode="lines+markers", line=dict(color="#444", width=1),
+                             marker=dict(symbol="x", size=10, color="#000"), name="centres", hoverinfo="skip"))
+    return traces
+
+
+def _shift_axes(views: list[dict]) -> tuple[list[float], list[float]]:
+    """One range for every ε, so an animation keeps its axes while the points move."""
+    pts = np.vstack([np.vstack([v["clean"], v["attacked"], v["vertices"], v["trajectory"].reshape(-1, 2)])
+                     for v in views])
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.05 * (hi - lo).max() + 1e-9
+    return [lo[0] - pad, hi[0] + pad], [lo[1] - pad, hi[1] + pad]
+
+
+def shift_figure(view: dict, classes: list[int], class_names=None, arrows: bool = True, trajectories: bool = False,
+                 title: str = "", axes: tuple | None = None) -> go.Figure:
+    """Clean latents faint, attacked bold, optional arrows clean → attacked and attack trajectories,
+    in the plane through the three clean centres (``engine.latent.shift_view``)."""
+    fig = go.Figure(_shift_traces(view, classes, class_names, arrows, trajectories))
+    xr, yr = axes or _shift_axes([view])
+    fig.update_layout(title=dict(text=title, font_size=13), height=380, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(title="plane axis 1", range=xr), yaxis=dict(title="plane axis 2", range=yr),
+                      legend=dict(font_size=9))
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def shift_animation(views: list[dict], classes: list[int], class_names=None, arrows: bool = True,
+                    title: str = "") -> go.Figure:
+    """The same view as ``shift_figure`` with one plotly frame per ε and a play button."""
+    fig = go.Figure(_shift_traces(views[0], classes, class_names, arrows, False),
+                    frames=[go.Frame(data=_shift_traces(v, classes, class_names, arrows, False), name=f"{v['eps']:g}")
+                            for v in views])
+    xr, yr = _shift_axes(views)
+    steps = [dict(method="animate", label=f"{v['eps']:g}",
+                  args=[[f"{v['eps']:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=False),
+                                                transition=dict(duration=0))]) for v in views]
+    fig.update_layout(
+        title=dict(text=title, font_size=13), height=440, margin=dict(l=10, r=10, t=40, b=10),
+        xaxis=dict(title="plane axis 1", range=xr), yaxis=dict(title="plane axis 2", range=yr), legend=dict(font_size=9),
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.12, xanchor="left", buttons=[
+            dict(label="▶ play", method="animate",
+                 args=[None, dict(frame=dict(duration=700, redraw=False), transition=dict(duration=300),
+                                  fromcurrent=True, mode="immediate")]),
+            dict(label="❚❚", method="animate", args=[[None], dict(frame=dict(duration=0), mode="immediate")])])],
+        sliders=[dict(active=0, currentvalue=dict(prefix="ε = "), x=0.15, len=0.85, y=-0.05, steps=steps)])
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def distance_histogram(view: dict, label: str, distance: str = "centre") -> go.Figure:
+    """Distance to the own centre (or ‖z‖) of every subset point, clean vs attacked (MMC Fig. 2)."""
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=view["distance_clean"], name="clean", opacity=0.55, marker_color="#636efa",
+                               nbinsx=40))
+    fig.add_trace(go.Histogram(x=view["distance_attacked"], name=f"attacked (ε = {view['eps']:g})", opacity=0.55,
+                               marker_color="#ef553b", nbinsx=40))
+    fig.update_layout(barmode="overlay", height=260, margin=dict(l=10, r=10, t=36, b=10), legend=dict(font_size=9),
+                      title=dict(text=label, font_size=12),
+                      xaxis_title="‖z‖" if distance == "norm" else "distance to own centre", yaxis_title="points")
+    return fig

@@ -45,7 +45,11 @@ def job_panel(limit: int = 6) -> None:
         for job in jobs:
             with st.container(border=True):
                 st.markdown(f"<small><b>{job.title}</b> · {job.device}</small>", unsafe_allow_html=True)
-                if job.status == RUNNING:
+                if job.status == RUNNING and job.kind != "train":  # evaluations count points, not epochs
+                    st.progress(min(job.progress, 1.0), text=f"{job.detail or 'starting'} · ETA {fmt_seconds(job.eta)}")
+                    if st.button("Cancel", key=f"cancel-{job.id}"):
+                        manager.cancel(job.id)
+                elif job.status == RUNNING:
                     speed = f"{job.samples_per_s:,.0f} samples/s" if job.samples_per_s else "warming up"
                     st.progress(min(job.progress, 1.0),
                                 text=f"epoch {job.epoch}/{job.total_epochs} · step {job.step}/{job.steps_per_epoch}"
@@ -63,15 +67,18 @@ def job_panel(limit: int = 6) -> None:
                 elif job.status == FAILED:
                     st.error(job.error, icon=":material/error:")
                 elif job.status == CANCELLED:
-                    st.caption(":material/cancel: cancelled; nothing was stored")
+                    st.caption(":material/cancel: cancelled; nothing was stored" if job.kind == "train" else
+                               ":material/cancel: cancelled; the points it finished are kept")
 
     panel()
 
 
 # --- objectives' constants -------------------------------------------------------------------------
-def param_input(objective: type[Objective], param: Param, key: str) -> Any:
+def param_input(objective: type[Objective] | str, param: Param, key: str) -> Any:
+    """An input for one constant of an objective (or an attack: pass its description as a string)."""
     label = f"{param.name}"
-    help_text = f"{param.help}. Default {param.default} ({objective.citation})."
+    source = objective if isinstance(objective, str) else objective.citation
+    help_text = f"{param.help}. Default {param.default} ({source})."
     if param.choices is not None:
         return st.selectbox(label, param.choices, index=param.choices.index(param.default), help=help_text, key=key)
     if isinstance(param.default, bool):
@@ -154,6 +161,31 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "r_AB (±95% CI)": f"{last['r_ab']:.2f} ± {last['r_ab_ci']:.2f}",
                      "train seconds": round(last["train_seconds"], 2), "samples/s": round(last["samples_per_s"])})
     return rows
+
+
+# --- stored runs ---------------------------------------------------------------------------------------
+def stored_run_label(record: dict[str, Any]) -> str:
+    s = record["settings"]
+    adv = f" · adv. {s['adv_attack']}" if s.get("adv_attack", "none") != "none" else ""
+    return (f"{run_label(record['objective'], record['run_id'])} · {record['dataset']} · {record['model']} · "
+            f"{s['epochs']} ep · seed {s['seed']}{adv} · acc {record['final']['test_acc']:.3f}")
+
+
+def stored_run_picker(store, key: str, default_count: int = 2) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """A multiselect of stored runs (newest first). Returns the chosen ids and every record by id; an
+    empty store or runs of several datasets get a message instead."""
+    records = store.list_runs()
+    if not records:
+        st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
+        return [], {}
+    by_id = {r["run_id"]: r for r in records}
+    chosen = st.multiselect("runs", list(by_id), default=list(by_id)[:default_count],
+                            format_func=lambda r: stored_run_label(by_id[r]), key=f"{key}-runs")
+    datasets = sorted({by_id[r]["dataset"] for r in chosen})
+    if len(datasets) > 1:
+        st.error(f"The chosen runs are on different datasets ({', '.join(datasets)}); choose runs of one dataset.")
+        return [], by_id
+    return chosen, by_id
 
 
 # --- latent views ----------------------------------------------------------------------------------------

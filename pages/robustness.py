@@ -1,0 +1,89 @@
+"""Robustness page: accuracy vs ε of stored runs under any attack, computed in background jobs and
+cached point by point; standard and adaptive attacks paired; gradient-masking warnings beside the
+chart they concern (../shared/spec/attacks.md, visuals.md "Robustness")."""
+import streamlit as st
+
+from engine.attacks import ATTACKS, budget_of
+from engine.evaluate import robustness_charts
+from engine.jobs import FINISHED
+from engine.objectives import ConfigError
+from ui.figures import robustness_figure
+from ui.state import get_manager, get_store
+from ui.widgets import CHART_REFRESH_S, param_input, stored_run_picker
+
+st.title("Robustness")
+st.caption("Accuracy against the true label (also for targeted attacks), model in eval mode, adversarial inputs "
+           "clipped to [0, 1], attacks in batches of 100 with seeded random starts. Every point is cached per "
+           "(run, attack, parameters, ε, test samples, seed): nothing is computed twice, and a cancelled sweep keeps "
+           "the points it finished. Lines: colour per objective; dashed = adversarially trained; open diamonds and a "
+           "dotted line = the adaptive attack paired with the standard one.")
+
+manager, store = get_manager(), get_store()
+chosen, records = stored_run_picker(store, key="robustness")
+if not chosen:
+    st.stop()
+
+SWEEPABLE = [name for name, spec in ATTACKS.items() if spec.budget != "none"]
+with st.container(border=True):
+    st.markdown("**New sweep**")
+    c1, c2 = st.columns([2, 3])
+    attack = c1.selectbox("attack", SWEEPABLE, index=SWEEPABLE.index("pgd"),
+                          format_func=lambda a: f"{a} · {ATTACKS[a].title}")
+    spec = ATTACKS[attack]
+    eps_text = c2.text_input("ε grid (comma-separated)", value=", ".join(f"{e:g}" for e in budget_of(attack).grid),
+                             key=f"robustness-eps-{attack}",
+                             help=f"{budget_of(attack).label}. attacks.md: MNIST-like data 0 … 0.3, CIFAR-like 0 … 16/255.")
+    params = {}
+    if spec.params:
+        cols = st.columns(min(len(spec.params), 4))
+        for i, param in enumerate(spec.params):
+            with cols[i % len(cols)]:
+                params[param.name] = param_input(spec.title, param, key=f"robustness-{attack}-{param.name}")
+    c1, c2, c3, c4 = st.columns(4)
+    samples = c1.number_input("test samples (0 = the whole test split)", min_value=0, value=0, step=100)
+    seed = c2.number_input("seed (random starts)", min_value=0, value=0)
+    paired = [a for a, s in ATTACKS.items() if s.pairs_with == attack]
+    with_adaptive = c3.checkbox(f"also {' and '.join(paired)}", value=bool(paired), disabled=not paired,
+                                help="The adaptive attacks of attacks.md, with the same steps and step size, "
+                                     "drawn paired with this one.")
+    force = c4.checkbox("recompute even if cached", value=False)
+    if st.button("▶ Run sweep", type="primary"):
+        try:
+            ids = [manager.submit_sweep(chosen, attack, params, eps_text, samples or None, int(seed), force)]
+            if with_adaptive:
+                for other in paired:
+                    shared = {k: v for k, v in params.items() if k in {p.name for p in ATTACKS[other].params}}
+                    ids.append(manager.submit_sweep(chosen, other, shared, eps_text, samples or None, int(seed), force))
+            st.session_state["robustness-jobs"] = ids
+        except ConfigError as exc:
+            st.error(str(exc))
+
+job_ids = st.session_state.get("robustness-jobs", [])
+active = any(manager.get(j).status not in FINISHED for j in job_ids)
+
+
+@st.fragment(run_every=CHART_REFRESH_S if active else None)
+def charts():
+    jobs = [manager.get(j) for j in job_ids]
+    for job in jobs:
+        if job.status == "failed":
+            st.error(f"{job.title}: {job.error}")
+        elif job.status == "cancelled":
+            st.warning(f"{job.title}: cancelled; the points it finished are kept.")
+        elif job.status not in FINISHED:
+            st.caption(f"{job.title}: {job.detail or job.status} — the curves fill in as points finish.")
+    results = [r for run_id in chosen for r in store.list_results(run_id, "accuracy")]
+    figures = robustness_charts(results, {r: records[r] for r in chosen})
+    if not figures:
+        st.info("No cached results for these runs yet: run a sweep above (or `python -m engine attack RUN_ID`).")
+    for i, chart in enumerate(figures):
+        st.plotly_chart(robustness_figure(chart), key=f"robustness-chart-{i}",
+                        config={"toImageButtonOptions": {"format": "png", "scale": 2,
+                                                         "filename": f"robustness-{chart['attack']}"}})
+        for warning in chart["warnings"]:
+            st.warning(warning, icon=":material/warning:")
+    if active and all(job.status in FINISHED for job in jobs):
+        st.rerun(scope="app")  # one last full redraw, after which the charts stop ticking
+
+
+charts()

@@ -1,0 +1,179 @@
+"""Sweeps and latent shifts as background work: caching per point, events, cancel, the charts' data,
+the cross-attack sanity checks, and the latents under attack, on small runs trained on real digits."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from cache import RunStore
+from engine.config import ObjectiveSpec, TrainConfig
+from engine.evaluate import (accuracy_point, cross_attack_warnings, load_for_evaluation, robustness_charts,
+                             suite_job, sweep_job, validate_eps)
+from engine.jobs import CANCELLED, DONE, JobManager
+from engine.latent import attacked_latents, cached_shift, shift_job, shift_view
+from engine.objectives import ConfigError
+from engine.train import Cancelled, fixed_subset, train_job
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("sweep-store"))
+    config = TrainConfig(dataset="digits", model="cnn", epochs=10, device="cpu", latent_samples=200,
+                         objectives=(ObjectiveSpec("ce"), ObjectiveSpec("gccs")))
+    records = train_job(config, store)
+    adv = train_job(TrainConfig(dataset="digits", model="cnn", epochs=3, device="cpu", latent_samples=200,
+                                adv_attack="fgsm", objectives=(ObjectiveSpec("ce"),)), store)
+    return store, [r["run_id"] for r in records], adv[0]["run_id"]
+
+
+def test_sweep_walks_the_grid_caches_every_point_and_replays_from_the_store(trained):
+    store, (ce, gccs), _ = trained
+    events = []
+    out = sweep_job(store, [ce, gccs], "pgd", {"steps": 3}, [0.1, 0.0, 0.05], samples=100, on_event=events.append)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "sweep-start" and events[0]["points"] == 6 and kinds.count("point") == 6
+    points = [e["result"] for e in events if e["type"] == "point"]
+    # ε by ε, every run at each ε: the curves advance together
+    assert [(p["eps"], p["run_id"]) for p in points] == [(e, r) for e in (0.0, 0.05, 0.1) for r in (ce, gccs)]
+    assert all(not e["cached"] for e in events if e["type"] == "point")
+    progress = [e["done"] for e in events if e["type"] == "sweep-progress"]
+    assert progress == sorted(progress) and progress[-1] == 600
+    for run_id in (ce, gccs):
+        acc = [p["accuracy"] for p in points if p["run_id"] == run_id]
+        assert acc[0] >= acc[1] >= acc[2] and acc[0] > 0.8
+        assert out["warnings"][run_id] == []
+    assert points[0]["params"] == {"steps": 3, "alpha": 0.01} and points[0]["samples"] == 100
+
+    again = []
+    replay = sweep_job(store, [ce, gccs], "pgd", {"steps": 3}, [0.0, 0.05, 0.1], samples=100, on_event=again.append)
+    assert all(e["cached"] for e in again if e["type"] == "point")
+    assert [p["accuracy"] for p in replay["points"]] == [p["accuracy"] for p in points]
+    # another seed is another point; the same seed recomputed gives the same number
+    loaded, x, y = load_for_evaluation(store, [ce], 100)
+    model, objective, _ = loaded[ce]
+    fresh, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.01}, 0.1, force=True)
+    assert not hit and fresh["accuracy"] == points[4]["accuracy"]
+    _, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.01}, 0.1, seed=1)
+    assert not hit
+
+
+def test_a_cancelled_sweep_keeps_the_points_it_finished(trained):
+    store, (ce, gccs), _ = trained
+    cancel = threading.Event()
+
+    def on_event(event):
+        if event["type"] == "point":
+            cancel.set()  # stop right after the first point
+
+    with pytest.raises(Cancelled):
+        sweep_job(store, [ce, gccs], "fgsm", {}, [0.02, 0.04], samples=150, on_event=on_event, cancel=cancel)
+    cached = [r for r in store.list_results(ce, "accuracy") if r["attack"] == "fgsm" and r["samples"] == 150]
+    assert [r["eps"] for r in cached] == [0.02]
+    assert not [r for r in store.list_results(gccs, "accuracy") if r["attack"] == "fgsm" and r["samples"] == 150]
+
+
+def test_sweeps_run_as_jobs_with_points_progress_and_validation(trained):
+    store, (ce, gccs), _ = trained
+    manager = JobManager(store=store)
+    job = manager.wait(manager.submit_sweep([ce, gccs], "fgsm", {}, "0, 0.08", samples=120), timeout=120)
+    assert job.status == DONE and job.kind == "sweep" and job.progress == 1.0
+    assert len(job.points) == 4 and job.detail == "4/4 points"
+    with pytest.raises(ConfigError, match="eps must be"):
+        manager.submit_sweep([ce], "pgd", {}, "0, 2")
+    with pytest.raises(ConfigError, match="eps must be comma-separated numbers"):
+        manager.submit_sweep([ce], "pgd", {}, "0, x")
+    with pytest.raises(ConfigError, match="pgd.steps"):
+        manager.submit_sweep([ce], "pgd", {"steps": 0}, "0")
+    failed = manager.wait(manager.submit_sweep(["nope"], "fgsm", {}, "0"), timeout=60)
+    assert failed.status == "failed" and "runs: no stored run 'nope'" in failed.error
+    slow = manager.submit_sweep([ce, gccs], "pgd", {"steps": 50}, "0.1, 0.2", samples=300, force=True)
+    manager.cancel(slow)
+    assert manager.wait(slow, timeout=60).status == CANCELLED
+    assert validate_eps("rotation", "0, 30") == [0.0, 30.0]
+
+
+def test_charts_pair_adaptive_with_standard_and_dash_adversarial_training(trained):
+    store, (ce, gccs), adv = trained
+    for attack in ("pgd", "adaptive-pgd"):
+        sweep_job(store, [gccs, adv], attack, {"steps": 3}, [0.0, 0.1], samples=100)
+    records = {r: store.get_run(r) for r in (ce, gccs, adv)}
+    results = [r for run_id in records for r in store.list_results(run_id, "accuracy")]
+    charts = robustness_charts(results + results[:3], records)  # duplicates (live + cached) count once
+    pgd = next(c for c in charts if c["attack"] == "pgd" and c["samples"] == 100)
+    lines = {(l["run_id"], l["attack"]): l for l in pgd["lines"] if l["params"] == "alpha=0.01, steps=3"}
+    assert set(lines) >= {(gccs, "pgd"), (gccs, "adaptive-pgd"), (adv, "pgd"), (adv, "adaptive-pgd")}
+    assert lines[(gccs, "adaptive-pgd")]["adaptive"] and not lines[(gccs, "pgd")]["adaptive"]
+    assert lines[(adv, "pgd")]["adversarially_trained"] and not lines[(gccs, "pgd")]["adversarially_trained"]
+    assert lines[(gccs, "pgd")]["eps"] == [0.0, 0.05, 0.1]  # the first test's sweep joined this one
+    assert lines[(adv, "pgd")]["eps"] == [0.0, 0.1]
+    assert not any(c["attack"] == "adaptive-pgd" for c in charts)  # it joined PGD's chart
+
+
+def _acc(run, attack, eps, accuracy, samples=100):
+    return {"kind": "accuracy", "run_id": run, "attack": attack, "params": {}, "eps": eps, "samples": samples,
+            "seed": 0, "accuracy": accuracy}
+
+
+def test_cross_attack_sanity_checks():
+    honest = [_acc("r", "fgsm", 0.1, 0.5), _acc("r", "pgd", 0.1, 0.3), _acc("r", "square", 0.1, 0.35),
+              _acc("r", "adaptive-pgd", 0.1, 0.28)]
+    assert cross_attack_warnings(honest) == []
+    masked = [_acc("r", "fgsm", 0.1, 0.5), _acc("r", "pgd", 0.1, 0.7), _acc("r", "square", 0.1, 0.05),
+              _acc("r", "adaptive-pgd", 0.1, 0.1), _acc("r", "pgd", 0.2, 0.9, samples=50)]
+    found = cross_attack_warnings(masked)
+    charts = sorted(a for a, _, _ in found)
+    assert charts == ["pgd", "pgd", "square"], found
+    assert any("weaker than one-step FGSM" in m for _, _, m in found)
+    assert any("gradient-free square" in m for _, _, m in found)
+    assert any("adaptive adaptive-pgd (0.100) is much stronger than standard pgd (0.700)" in m for _, _, m in found)
+
+
+def test_latents_under_attack_trajectories_and_view(trained):
+    store, (ce, gccs), _ = trained
+    loaded, x, y = load_for_evaluation(store, [gccs], 100)
+    model, objective, record = loaded[gccs]
+    clean = attacked_latents(model, objective, x, y, "pgd", {"steps": 4, "alpha": 0.02}, 0.0, trajectory_points=20)
+    with torch.no_grad():
+        assert np.allclose(clean["z"], model(x).numpy(), atol=1e-5)
+    torch.manual_seed(0)
+    attacked = attacked_latents(model, objective, x, y, "pgd", {"steps": 4, "alpha": 0.02}, 0.2, trajectory_points=20)
+    traj = attacked["trajectory"]
+    assert traj.shape == (4 + 2, 20, 10)  # clean, the random start and 3 iterates, the final point
+    assert np.allclose(traj[0], clean["z"][:20], atol=1e-5) and np.allclose(traj[-1], attacked["z"][:20], atol=1e-5)
+    assert (attacked["pred"] == y.numpy()).mean() < (clean["pred"] == y.numpy()).mean()
+    attacked["eps"] = 0.2
+    view = shift_view(clean, attacked, y.numpy(), [0, 1, 9], record["geometry"])
+    mask = np.isin(y.numpy(), [0, 1, 9])
+    assert view["clean"].shape == view["attacked"].shape == (mask.sum(), 2)
+    assert view["trajectory"].shape == (6, mask[:20].sum(), 2)
+    centres = np.asarray(record["geometry"])[y.numpy()]
+    assert np.allclose(view["distance_attacked"], np.linalg.norm(attacked["z"] - centres, axis=1))
+    assert view["left_region"] == pytest.approx((attacked["pred"] != clean["pred"]).mean())
+    assert view["accuracy"] == pytest.approx((attacked["pred"] == y.numpy()).mean())
+    norms = shift_view(clean, attacked, y.numpy(), [0, 1, 9], None, distance="norm")
+    assert np.allclose(norms["distance_clean"], np.linalg.norm(clean["z"], axis=1))
+
+
+def test_shift_job_caches_each_eps_on_the_runs_fixed_subset(trained):
+    store, (ce, gccs), _ = trained
+    events = []
+    out = shift_job(store, [ce, gccs], "pgd", {"steps": 2}, [0.1], samples=200, on_event=events.append)
+    assert [(p["run_id"], p["eps"]) for p in out["points"]] == [(ce, 0.0), (gccs, 0.0), (ce, 0.1), (gccs, 0.1)]
+    entry = cached_shift(store, gccs, "pgd", {"steps": 2, "alpha": 0.01}, 0.0, 200)
+    stored = store.get_latents(gccs)  # the training snapshot shows the same points, clean
+    assert np.array_equal(stored["indices"], fixed_subset(450, 200).numpy())
+    assert np.allclose(entry["z"], stored["z"], rtol=2e-3, atol=2e-2)  # snapshots are kept in float16
+    again = []
+    shift_job(store, [ce, gccs], "pgd", {"steps": 2}, [0.1], samples=200, on_event=again.append)
+    assert all(e["cached"] for e in again if e["type"] == "point")
+
+
+def test_named_suite_reports_curves_and_warnings(trained):
+    store, (ce, gccs), _ = trained
+    out = suite_job(store, [ce, gccs], "pgd10", samples=60)
+    assert out["attacks"][0]["attack"] == "pgd" and out["attacks"][0]["params"]["steps"] == 10
+    curves = out["attacks"][0]["curves"]
+    assert curves[ce]["eps"] == [0.0, 0.025, 0.05, 0.075, 0.1] and len(curves[gccs]["accuracy"]) == 5
+    with pytest.raises(ConfigError, match="suite must be one of"):
+        suite_job(store, [ce], "nope")
