@@ -324,7 +324,7 @@ def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str
             lines.append(line)
         # params with one value in the whole chart need not be repeated in every label
         chart["lines"] = sorted(lines, key=lambda l: (l["run_id"], l["adaptive"], l["attack"], l["params"]))
-        chart["shared_params"] = len({l["params"] for l in lines if not l["adaptive"]}) <= 1
+        chart["shared_params"] = len({l["params"] for l in lines}) <= 1
         out.append(chart)
     for run_id in records:
         own = [r for r in unique.values() if r["run_id"] == run_id]

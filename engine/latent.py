@@ -111,11 +111,14 @@ def attacked_latents(model, objective, x, y, attack: str, params: dict[str, Any]
 
 
 def shift_point(store, run_id: str, model, objective, x, y, attack: str, params: dict[str, Any], eps: float,
-                seed: int = 0, force: bool = False, cancel=None, progress=None) -> tuple[dict[str, Any], bool]:
-    """``attacked_latents`` of one run at one ε, from the store when cached, else computed and stored."""
+                seed: int = 0, force: bool = False, cancel=None, progress=None,
+                samples: int | None = None) -> tuple[dict[str, Any], bool]:
+    """``attacked_latents`` of one run at one ε, from the store when cached, else computed and stored.
+    ``samples``: the subset size asked for, which names the entry (default len(y); a small test split
+    gives fewer points than asked, and the page asks with the number the user typed)."""
     from .evaluate import result_key
 
-    settings = shift_settings(attack, params, eps, len(y), seed)
+    settings = shift_settings(attack, params, eps, len(y) if samples is None else samples, seed)
     key = result_key(run_id, "shift", settings)
     cached = None if force or store is None else store.get_result(key)
     if isinstance(cached, dict):
@@ -123,7 +126,7 @@ def shift_point(store, run_id: str, model, objective, x, y, attack: str, params:
     started = time.perf_counter()
     torch.manual_seed(seed)
     out = attacked_latents(model, objective, x, y, attack, params, eps, cancel=cancel, progress=progress)
-    result = {"kind": "shift", "run_id": run_id, **settings, **out,
+    result = {"kind": "shift", "run_id": run_id, **settings, **out, "y": y.cpu().numpy(), "points": len(y),
               "accuracy": float((out["pred"] == y.cpu().numpy()).mean()),
               "seconds": time.perf_counter() - started, "created": time.time()}
     if store is not None:
@@ -164,7 +167,7 @@ def shift_job(store, run_ids: list[str], attack: str, params: dict[str, Any], ep
 
             try:
                 result, cached = shift_point(store, run_id, model, objective, x, y, attack, params, e, seed, force,
-                                             cancel, progress)
+                                             cancel, progress, samples=samples)
             except InterruptedError:
                 raise Cancelled("cancelled by the user") from None
             done += len(y)
@@ -218,3 +221,11 @@ def shift_view(clean: dict[str, Any], attacked: dict[str, Any], y: np.ndarray, c
         "left_region": float((np.asarray(attacked["pred"]) != np.asarray(clean["pred"])).mean()),
         "eps": attacked["eps"],
     }
+
+
+def cached_shift_grid(store, run_id: str, attack: str, params: dict[str, Any], samples: int,
+                      seed: int = 0) -> list[float]:
+    """The ε values at which the latents of ``run_id`` under this attack are in the store."""
+    wanted = shift_settings(attack, params, 0.0, samples, seed)
+    return sorted({r["eps"] for r in store.list_results(run_id, "shift")
+                   if all(r.get(k) == v for k, v in wanted.items() if k != "eps")})

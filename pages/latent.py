@@ -1,9 +1,16 @@
-"""Latent space page: per run, side by side, the simplex view and the 3-D view of three classes."""
+"""Latent space page: per run, side by side, the simplex view and the 3-D view of three classes; for
+stored runs also the same points under attack at any ε of a grid (visuals.md, "Perturbation")."""
 import numpy as np
 import streamlit as st
 
+from engine.attacks import ATTACKS, attack_params, budget_of
+from engine.jobs import FINISHED
+from engine.latent import TRAJECTORY_POINTS, cached_shift, cached_shift_grid, shift_view
+from engine.objectives import ConfigError
+from ui.figures import distance_histogram, shift_animation, shift_figure
 from ui.state import get_manager, get_store
-from ui.widgets import class_picker, job_latent_entries, latent_panels, live_fragment, run_label
+from ui.widgets import (CHART_REFRESH_S, class_picker, job_latent_entries, latent_panels, live_fragment, param_input,
+                        run_label, stored_run_label, stored_run_picker)
 
 st.title("Latent space")
 st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig. 3). Simplex view: projected onto "
@@ -23,20 +30,10 @@ if source != "stored runs":
         live_fragment(source, lambda job: latent_panels(job_latent_entries(job), classes, job.class_names,
                                                         key="latent-job"), key="latent-job")
 else:
-    records = store.list_runs()
-    if not records:
-        st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
-        st.stop()
-    labels = {r["run_id"]: f"{run_label(r['objective'], r['run_id'])} · {r['dataset']} · {r['model']} · "
-                           f"{r['settings']['epochs']} ep · seed {r['settings']['seed']} · acc {r['final']['test_acc']:.3f}"
-              for r in records}
-    by_id = {r["run_id"]: r for r in records}
-    chosen = st.multiselect("runs", list(labels), default=list(labels)[:2], format_func=labels.get)
+    chosen, by_id = stored_run_picker(store, key="latent-store")
     if not chosen:
         st.stop()
-    datasets = {by_id[r]["dataset"] for r in chosen}
-    if len(datasets) > 1:
-        st.warning("The chosen runs are on different datasets; the classes below follow the first one.")
+    labels = {r: stored_run_label(by_id[r]) for r in chosen}
     first = by_id[chosen[0]]
     classes = class_picker(first["num_classes"], first["class_names"], key="latent-store")
     latents = {r: store.get_latents(r) for r in chosen}
@@ -55,3 +52,93 @@ else:
                             "y": np.asarray(latents[r]["y"]), "geometry": by_id[r]["geometry"], "metrics": hist[epoch],
                             "views": latents[r].get("views", {}) if last else {}})
         latent_panels(entries, classes, first["class_names"], key="latent-store")
+
+    if not classes:
+        st.stop()
+
+    # --- under attack -------------------------------------------------------------------------------------
+    st.subheader("Under attack")
+    st.caption("The same test points after an attack, in the plane through the three clean centres (fixed across "
+               "ε, so the points move and the axes stay): clean points faint, attacked points bold, arrows from each "
+               "clean point to its attacked position, and per-sample trajectories over the attack's iterations "
+               "(MMC Fig. 3(b)). Latents under attack are computed in a background job and cached per (run, attack, "
+               "ε); moving the slider only redraws.")
+    sweepable = [a for a, s in ATTACKS.items() if s.budget != "none"]
+    c1, c2, c3 = st.columns([2, 2, 1])
+    attack = c1.selectbox("attack", sweepable, index=sweepable.index("pgd"),
+                          format_func=lambda a: f"{a} · {ATTACKS[a].title}", key="shift-attack")
+    spec = ATTACKS[attack]
+    eps_text = c2.text_input("ε grid", value=", ".join(f"{e:g}" for e in budget_of(attack).grid if e > 0),
+                             key=f"shift-eps-{attack}", help=budget_of(attack).label + "; ε = 0 (clean) is always added.")
+    samples = int(c3.number_input("points", min_value=10, max_value=100_000,
+                                  value=min(int(first["settings"]["latent_samples"]), 1000), step=100,
+                                  help="The run's fixed test subset (the points above), cut to this size."))
+    raw = {}
+    if spec.params:
+        cols = st.columns(min(len(spec.params), 4))
+        for i, param in enumerate(spec.params):
+            with cols[i % len(cols)]:
+                raw[param.name] = param_input(spec.title, param, key=f"shift-{attack}-{param.name}")
+    try:
+        params = attack_params(attack, raw)
+    except ConfigError as exc:
+        st.error(str(exc))
+        st.stop()
+    if st.button("Compute latents under attack", type="primary"):
+        try:
+            st.session_state["shift-job"] = manager.submit_shift(chosen, attack, params, eps_text, samples)
+        except ConfigError as exc:
+            st.error(str(exc))
+
+    shift_job_id = st.session_state.get("shift-job")
+    shift_active = shift_job_id is not None and manager.get(shift_job_id).status not in FINISHED
+    c1, c2, c3, c4 = st.columns(4)
+    arrows = c1.checkbox("arrows clean → attacked", value=True)
+    trajectories = c2.checkbox("trajectories over iterations", value=False,
+                               help=f"The first {TRAJECTORY_POINTS} points of the subset at every forward pass of the "
+                                    "attack (for PGD: the random start and each iterate).")
+    animate = c3.checkbox("animation over the ε grid", value=False, help="plotly frames with a play button")
+    distance = c4.radio("histogram of", ["centre", "norm"], horizontal=True,
+                        format_func={"centre": "distance to own centre", "norm": "‖z‖"}.get)
+
+    @st.fragment(run_every=CHART_REFRESH_S if shift_active else None)
+    def under_attack():
+        if shift_job_id is not None:
+            job = manager.get(shift_job_id)
+            if job.status == "failed":
+                st.error(job.error)
+            elif job.status not in FINISHED:
+                st.caption(f"{job.title}: {job.detail or job.status}; the views appear as ε values finish.")
+        grids = {r: cached_shift_grid(store, r, attack, params, samples) for r in chosen}
+        common = sorted(set.intersection(*(set(g) for g in grids.values()))) if grids else []
+        if 0.0 not in common or len(common) < 2:
+            st.info("Nothing cached yet for this attack, these parameters and this many points: press Compute.")
+        else:
+            eps = st.select_slider("ε", common[1:], value=common[-1], key="shift-eps-slider")
+            cols = st.columns(len(chosen))
+            for col, r in zip(cols, chosen):
+                record = by_id[r]
+                clean = cached_shift(store, r, attack, params, 0.0, samples)
+                label = run_label(record["objective"], r)
+                with col:
+                    if animate:
+                        views = [shift_view(clean, cached_shift(store, r, attack, params, e, samples), clean["y"],
+                                            classes, record["geometry"], distance) for e in common]
+                        view = views[common.index(eps)]
+                        st.plotly_chart(shift_animation(views, classes, first["class_names"], arrows, title=label),
+                                        key=f"shift-anim-{r}")
+                    else:
+                        attacked = cached_shift(store, r, attack, params, eps, samples)
+                        view = shift_view(clean, attacked, clean["y"], classes, record["geometry"], distance)
+                        st.plotly_chart(shift_figure(view, classes, first["class_names"], arrows, trajectories,
+                                                     title=f"{label} · ε = {eps:g}"), key=f"shift-{r}")
+                    m1, m2 = st.columns(2)
+                    m1.metric(f"accuracy at ε = {eps:g}", f"{view['accuracy']:.3f}",
+                              help=f"on these {samples} points (all classes)")
+                    m2.metric("left their decision region", f"{view['left_region']:.1%}",
+                              help="points whose predicted class changed under the attack (all classes)")
+                    st.plotly_chart(distance_histogram(view, label, distance), key=f"shift-hist-{r}")
+        if shift_active and manager.get(shift_job_id).status in FINISHED:
+            st.rerun(scope="app")
+
+    under_attack()

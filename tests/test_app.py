@@ -166,3 +166,79 @@ def test_train_page_trains_all_seven_objectives_in_lockstep():
     table = at.dataframe[0].value
     assert [r.split(" ")[0] for r in table["run"]] == ["CE", "GCCS", "MMC", "ISCE", "MAT", "PCL", "CENTER"]
     assert (table["epoch"] == 1).all()
+
+
+def _train_pair(seed: int) -> list[str]:
+    from cache import RunStore
+    from engine.config import ObjectiveSpec, TrainConfig
+    from engine.train import train_job
+
+    records = train_job(TrainConfig(epochs=3, objectives=(ObjectiveSpec("ce"), ObjectiveSpec("gccs")), device="cpu",
+                                    latent_samples=150, seed=seed), RunStore())
+    return [r["run_id"] for r in records]
+
+
+def _chart_traces(chart) -> list[str]:
+    import json
+
+    return [t.get("name", "") for t in json.loads(chart.proto.spec)["data"]]
+
+
+@pytest.mark.slow
+def test_robustness_page_sweeps_in_a_job_and_pairs_standard_with_adaptive():
+    run_ids = _train_pair(seed=21)
+    at = new_app()
+    at.switch_page("pages/robustness.py")
+    at.run()
+    assert not at.exception
+    at.multiselect(key="robustness-runs").set_value(run_ids)
+    at.run()
+    at.text_input(key="robustness-eps-pgd").set_value("0, 5")
+    at.run()
+    button(at, "Run sweep").click()
+    at.run()
+    assert not at.exception and "eps must be" in at.error[0].value and "for attack pgd" in at.error[0].value
+    at.text_input(key="robustness-eps-pgd").set_value("0, 0.1")
+    at.number_input(key="robustness-pgd-steps").set_value(3)
+    next(ni for ni in at.number_input if ni.label.startswith("test samples")).set_value(100)
+    at.run()
+    button(at, "Run sweep").click()
+
+    def drawn(a):
+        charts = a.get("plotly_chart")
+        return charts and sum(len(_chart_traces(c)) for c in charts) >= 6 and not any(
+            "fill in" in c.value for c in a.caption)
+
+    at = run_until(at, drawn, timeout=180)
+    names = _chart_traces(at.get("plotly_chart")[0])
+    # one chart for PGD: CE and GCCS, each with its adaptive and margin PGD drawn beside it
+    assert sum(n.startswith("CE (") for n in names) == 3 and sum(n.startswith("GCCS (") for n in names) == 3
+    assert any(n.endswith("· adaptive-pgd") for n in names) and any(n.endswith("· margin-pgd") for n in names), names
+    panel = sidebar_text(new_app())
+    assert "pgd sweep · 2 runs · 2 ε" in panel and "done in" in panel
+
+
+@pytest.mark.slow
+def test_latent_page_draws_stored_runs_under_attack():
+    run_ids = _train_pair(seed=22)
+    at = new_app()
+    at.switch_page("pages/latent.py")
+    at.run()
+    at.multiselect(key="latent-store-runs").set_value(run_ids)
+    at.run()
+    at.text_input(key="shift-eps-pgd").set_value("0.1, 0.2")
+    at.run()
+    button(at, "Compute latents under attack").click()
+    at = run_until(at, lambda a: any(s.label == "ε" for s in a.select_slider)
+                   and len([m for m in a.metric if m.label.startswith("accuracy at")]) == 2, timeout=120)
+    assert [m.label for m in at.metric if m.label.startswith("accuracy at")] == ["accuracy at ε = 0.2"] * 2
+    next(s for s in at.select_slider if s.label == "ε").set_value(0.1)
+    next(c for c in at.checkbox if c.label.startswith("trajectories")).check()
+    at.run()
+    assert not at.exception
+    assert [m.label for m in at.metric if m.label.startswith("accuracy at")] == ["accuracy at ε = 0.1"] * 2
+    keys = [c.key for c in at.get("plotly_chart")]
+    assert sum(k.startswith("shift-hist-") for k in keys) == 2 and sum(k.startswith("shift-") for k in keys) == 4
+    next(c for c in at.checkbox if c.label.startswith("animation")).check()
+    at.run()
+    assert not at.exception and sum(c.key.startswith("shift-anim-") for c in at.get("plotly_chart")) == 2

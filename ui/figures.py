@@ -152,14 +152,14 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
             name += " · adv. trained"
         if line["adaptive"]:
             name += f" · {line['attack']}"
-        if line["params"] and not (chart.get("shared_params") and not line["adaptive"]):
+        if line["params"] and not chart.get("shared_params"):
             name += f" · {line['params']}"
         fig.add_trace(go.Scatter(
             x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name,
             line=dict(color=colour, dash=dash, width=2),
             marker=dict(symbol="diamond-open" if line["adaptive"] else "circle", size=8 if line["adaptive"] else 6),
             hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<extra></extra>"))
-    shared = next((l["params"] for l in chart["lines"] if not l["adaptive"]), "") if chart.get("shared_params") else ""
+    shared = chart["lines"][0]["params"] if chart.get("shared_params") and chart["lines"] else ""
     title = f"{chart['title']}" + (f" · {shared}" if shared else "") + f" · {chart['samples']} test samples"
     fig.update_layout(title=dict(text=title, font_size=13), height=height, margin=dict(l=10, r=10, t=50, b=10),
                       xaxis_title=chart.get("axis", "ε"), yaxis_title="accuracy (true label)",
