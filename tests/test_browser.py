@@ -118,3 +118,41 @@ def test_train_and_latent_pages_in_a_real_browser(server, browser):
             time.sleep(1.5)
         browser.save_screenshot(str(SHOTS / shot))
         assert_no_exception(browser)
+
+
+def _click_button(drv, text: str):
+    from selenium.webdriver.common.by import By
+
+    button = wait_for(lambda: [b for b in drv.find_elements(By.TAG_NAME, "button") if text in b.text],
+                      what=f"the button {text!r}")[0]
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    button.click()
+
+
+def test_robustness_sweep_and_latents_under_attack_in_a_real_browser(server, browser):
+    """Runs after the start page's comparison: its CE and GCCS runs are in this server's store."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/robustness")
+    _click_button(browser, "Run sweep")  # PGD-5 over the default ε grid, with adaptive and margin PGD paired
+    sidebar = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"]'), what="sidebar")[0]
+    wait_for(lambda: sidebar.text.count("done in") >= 4, timeout=300, what="the three sweeps to finish")
+    wait_for(lambda: "margin-pgd" in browser.find_element(By.TAG_NAME, "body").text or
+             len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext")) >= 6,
+             what="the paired curves")
+    time.sleep(2)
+    browser.save_screenshot(str(SHOTS / "robustness_page.png"))
+    assert_no_exception(browser)
+    legend = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext"))
+    assert "adaptive-pgd" in legend and "GCCS (" in legend and "CE (" in legend
+
+    browser.get(server + "/latent")
+    _click_button(browser, "Compute latents under attack")
+    wait_for(lambda: "left their decision region" in browser.find_element(By.TAG_NAME, "body").text, timeout=300,
+             what="the latents under attack")
+    time.sleep(2)
+    target = [e for e in browser.find_elements(By.TAG_NAME, "h3") if "Under attack" in e.text][0]
+    browser.execute_script("arguments[0].scrollIntoView();", target)
+    time.sleep(1)
+    browser.save_screenshot(str(SHOTS / "latent_under_attack.png"))
+    assert_no_exception(browser)

@@ -1,0 +1,256 @@
+"""Evaluations that are not one accuracy at one ε: minimal perturbations and attack matrices.
+
+- ``deepfool_rho``: DeepFool's ρ = mean ‖r̂‖₂/‖x‖₂ (GCCS Table 6, I-SCE Fig. 8).
+- ``cw_l2``: C&W ℓ2 with the binary search over c, mean ℓ2 and success rate (MMC Table 2, PCL Table 3).
+- ``spsa_grid``: SPSA accuracy over iterations × perturbation samples at one ε (GCCS Table 7).
+- ``transfer_accuracy`` / ``transfer_matrix``: examples crafted on a substitute run, classified by
+  a target run (MMC Fig. 4, PCL Tables 3 and 13).
+
+Every function takes (model, objective) pairs of trained runs, test tensors x (N, C, H, W) in [0, 1]
+and y (N,), works in batches of ``batch_size`` (100, as GCCS §5), checks ``cancel`` (a
+threading.Event) before each batch and raises InterruptedError("cancelled") when it is set, and calls
+``progress(done, total)`` after each batch. Decisions use ``objective.test_predictions``, the run's
+own decision rule, as ``engine.evaluate.robust_accuracy`` does; attacks come from the registry
+(``engine.attacks``) and so run on the objective's logits. ``seed`` seeds torch's generator once
+before the work (random starts and targets are reproducible).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .attacks import attack_params, build_attack
+from .objectives import ConfigError
+
+Progress = Callable[[int, int], None] | None
+
+
+def _check(cancel) -> None:
+    if cancel is not None and cancel.is_set():
+        raise InterruptedError("cancelled")
+
+
+def _predict(model, objective, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return objective.test_predictions(model, x, model(x))
+
+
+def _eval(*pairs) -> None:
+    for model, objective in pairs:
+        model.eval()
+        objective.eval()
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(statistics.fmean(values)) if values else None
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def _seed(seed: int | None) -> None:
+    if seed is not None:
+        torch.manual_seed(seed)
+
+
+# --- minimal perturbations -----------------------------------------------------------------------------
+def _minimal_attack(name: str, model, objective, x, y, params, batch_size, cancel, progress, seed):
+    """Runs minimal attack ``name`` over (x, y); per sample: clean-correct, success, correct after the
+    attack, ‖r̂‖₂, ‖x‖₂."""
+    params = attack_params(name, params or {})
+    _eval((model, objective))
+    _seed(seed)
+    attack = build_attack(name, model, objective, 0.0, **params)
+    targeted = bool(params.get("targeted", False))
+    k = objective.num_classes
+    correct, success, accurate, l2, norm = [], [], [], [], []
+    for i in range(0, len(x), batch_size):
+        _check(cancel)
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        if targeted:  # drawn here, so success can be checked against them: uniform over y_t ≠ y
+            tb = (yb + torch.randint(1, k, yb.shape, device=yb.device)) % k
+            attack.set_mode_targeted_by_function(lambda images, labels, t=tb: t, quiet=True)
+        adv = attack(xb, yb)
+        pred = _predict(model, objective, adv)
+        correct.append(_predict(model, objective, xb) == yb)
+        success.append(pred == tb if targeted else pred != yb)
+        accurate.append(pred == yb)
+        l2.append((adv - xb).flatten(1).norm(dim=1))
+        norm.append(xb.flatten(1).norm(dim=1))
+        if progress is not None:
+            progress(min(i + batch_size, len(x)), len(x))
+    return params, torch.cat(correct), torch.cat(success), torch.cat(accurate), torch.cat(l2), torch.cat(norm)
+
+
+def deepfool_rho(model, objective, x: torch.Tensor, y: torch.Tensor, params: dict | None = None,
+                 batch_size: int = 100, cancel=None, progress: Progress = None, seed: int | None = 0) -> dict[str, Any]:
+    """DeepFool's robustness ρ = mean ‖r̂(x)‖₂ / ‖x‖₂ (Moosavi-Dezfooli et al. 2016, Eq. 15; GCCS
+    Table 6, I-SCE Fig. 8), with r̂ the perturbation DeepFool applies (after overshoot and clipping).
+
+    ρ is averaged over the samples the run classifies correctly and DeepFool flips: a misclassified
+    sample has r̂ = 0 and would pull ρ down by the test error, not by any lack of robustness, and a
+    sample DeepFool cannot flip within ``steps`` has no minimal perturbation to measure. The success
+    rate says how many that leaves; ``accuracy`` is the accuracy after the attack over all samples
+    (what I-SCE Fig. 8 plots).
+
+    Arguments: params: the registry's ``deepfool`` parameters (steps, overshoot, candidates).
+    Returns: {"measure", "rho", "median_rho", "mean_l2", "median_l2", "success_rate", "accuracy",
+    "clean_accuracy", "samples", "correct", "succeeded", "params", "seed", "seconds"}; the means are
+    None when no sample was flipped.
+    """
+    started = time.perf_counter()
+    params, correct, success, accurate, l2, norm = _minimal_attack("deepfool", model, objective, x, y, params,
+                                                                   batch_size, cancel, progress, seed)
+    flipped = correct & success
+    rho = (l2[flipped] / norm[flipped].clamp(min=1e-12)).tolist()
+    return {"measure": "deepfool", "rho": _mean(rho), "median_rho": _median(rho),
+            "mean_l2": _mean(l2[flipped].tolist()), "median_l2": _median(l2[flipped].tolist()),
+            "success_rate": int(flipped.sum()) / max(int(correct.sum()), 1),
+            "accuracy": float(accurate.float().mean()), "clean_accuracy": float(correct.float().mean()),
+            "samples": len(y), "correct": int(correct.sum()), "succeeded": int(flipped.sum()),
+            "params": params, "seed": seed, "seconds": time.perf_counter() - started}
+
+
+def cw_l2(model, objective, x: torch.Tensor, y: torch.Tensor, params: dict | None = None, batch_size: int = 100,
+          cancel=None, progress: Progress = None, seed: int | None = 0) -> dict[str, Any]:
+    """C&W ℓ2 with the binary search over c (Carlini & Wagner 2017; MMC Table 2 Part I: 9 search steps,
+    c₀ 0.01, 1000 iterations, lr 0.005): the mean ℓ2 of the successful adversarial examples and the
+    success rate (MAT spec A15, PCL Table 3).
+
+    Like ``deepfool_rho`` the statistics are over the samples the run classifies correctly (an
+    untargeted attack "succeeds" at distance 0 on the others); a success is a prediction ≠ y, or,
+    with ``targeted``, = y_t (drawn uniformly over y_t ≠ y). MMC's code averages over all samples
+    with failures at distance 0; with the success rate given, that number follows from these.
+
+    Arguments: params: the registry's ``cw`` parameters (search_steps, initial_const, steps, lr,
+    kappa, targeted).
+    Returns: {"measure", "mean_l2", "median_l2", "success_rate", "accuracy", "clean_accuracy",
+    "samples", "correct", "succeeded", "targeted", "params", "seed", "seconds"}.
+    """
+    started = time.perf_counter()
+    params, correct, success, accurate, l2, _ = _minimal_attack("cw", model, objective, x, y, params, batch_size,
+                                                                cancel, progress, seed)
+    hit = correct & success
+    return {"measure": "cw", "mean_l2": _mean(l2[hit].tolist()), "median_l2": _median(l2[hit].tolist()),
+            "success_rate": int(hit.sum()) / max(int(correct.sum()), 1),
+            "accuracy": float(accurate.float().mean()),
+            "clean_accuracy": float(correct.float().mean()), "samples": len(y), "correct": int(correct.sum()),
+            "succeeded": int(hit.sum()), "targeted": params["targeted"], "params": params, "seed": seed,
+            "seconds": time.perf_counter() - started}
+
+
+# --- SPSA over its two budgets ---------------------------------------------------------------------------
+def spsa_grid(model, objective, x: torch.Tensor, y: torch.Tensor, eps: float = 0.02,
+              iterations: Sequence[int] = (50, 100), spsa_samples: Sequence[int] = (512, 1024, 2048, 8192),
+              params: dict | None = None, batch_size: int = 100, cancel=None, progress: Progress = None,
+              seed: int | None = 0) -> dict[str, Any]:
+    """SPSA accuracy over an iterations × perturbation-samples grid at one ℓ∞ ε: GCCS Table 7 (IT ∈ {50,
+    100} × BS ∈ {512, 1024, 2048, 8192} at ε = 0.02, the defaults) and MMC Table 3 (batch 128 / 4096 /
+    8192, 10 iterations). The accuracy should fall and level off as both grow (Uesato et al. 2018).
+
+    Each cell reseeds with ``seed``. Cost grows with iterations × samples per test image: on a CPU
+    keep the grid small (e.g. iterations (5, 10), samples (64, 128)).
+
+    Arguments: params: other ``spsa`` parameters (lr, delta; iterations and samples come from the grid).
+    Returns: {"measure", "eps", "iterations", "spsa_samples", "accuracy" (rows: iterations, columns:
+    spsa_samples), "samples", "params", "seed", "seconds"}.
+    """
+    started = time.perf_counter()
+    params = dict(params or {})
+    for axis in ("iterations", "samples"):
+        if axis in params:
+            raise ConfigError(f"spsa.{axis} is an axis of the grid; give it as the grid's values, not as a parameter")
+    iterations = [attack_params("spsa", {"iterations": v})["iterations"] for v in iterations]
+    spsa_samples = [attack_params("spsa", {"samples": v})["samples"] for v in spsa_samples]
+    if not iterations or not spsa_samples:
+        raise ConfigError("spsa grid: give at least one iteration count and one sample count")
+    base = attack_params("spsa", params)
+    _eval((model, objective))
+    batches = -(-len(x) // batch_size)
+    total, done = len(iterations) * len(spsa_samples) * batches, 0
+    grid = []
+    for it in iterations:
+        row = []
+        for s in spsa_samples:
+            _seed(seed)
+            attack = build_attack("spsa", model, objective, eps, **{**base, "iterations": it, "samples": s})
+            correct = 0
+            for i in range(0, len(x), batch_size):
+                _check(cancel)
+                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+                correct += int((_predict(model, objective, attack(xb, yb)) == yb).sum())
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            row.append(correct / len(x))
+        grid.append(row)
+    return {"measure": "spsa-grid", "eps": eps, "iterations": iterations, "spsa_samples": spsa_samples,
+            "accuracy": grid, "samples": len(y), "params": {k: v for k, v in base.items()
+                                                           if k not in ("iterations", "samples")},
+            "seed": seed, "seconds": time.perf_counter() - started}
+
+
+# --- transfer (black-box) -------------------------------------------------------------------------------
+def transfer_accuracy(source, target, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
+                      params: dict | None = None, batch_size: int = 100, cancel=None, progress: Progress = None,
+                      seed: int | None = 0) -> float:
+    """Accuracy (against the true label) of the ``target`` run on adversarial examples crafted by
+    ``attack`` at ``eps`` on the ``source`` (substitute) run: the transfer-based black-box attack of
+    MMC Fig. 4 and PCL Table 3. ``source`` and ``target`` are (model, objective) pairs; with the same
+    run on both sides this is the white-box robust accuracy. ε = 0 gives the target's clean accuracy.
+    """
+    return transfer_matrix({"source": source, "target": target}, x, y, attack, eps, params, batch_size, cancel,
+                           progress, seed, sources=["source"], targets=["target"])["accuracy"][0][0]
+
+
+def transfer_matrix(runs: Mapping[str, Sequence] | Sequence[Sequence], x: torch.Tensor, y: torch.Tensor, attack: str,
+                    eps: float, params: dict | None = None, batch_size: int = 100, cancel=None,
+                    progress: Progress = None, seed: int | None = 0, sources: Sequence | None = None,
+                    targets: Sequence | None = None) -> dict[str, Any]:
+    """Transfer accuracies substitute × target (MMC Fig. 4: rows the substitute that crafts the
+    examples, columns the target that classifies them; PCL Table 13). The diagonal is the white-box
+    robust accuracy; an off-diagonal entry below its column's diagonal means a black-box attack beat
+    the white-box one on that target, a sign of gradient masking (attacks.md, sanity checks).
+
+    Arguments:
+        runs: name -> (model, objective[, record]), or a sequence of such tuples (named "0", "1", ...).
+        sources, targets: names to use as rows / columns. Default: every run.
+        attack, eps, params: as ``engine.evaluate.robust_accuracy`` (registry name, budget, parameters);
+            examples are crafted once per source, with ``seed`` reseeded before each source.
+
+    Returns: {"measure", "sources", "targets", "accuracy" (rows: sources, columns: targets), "attack",
+    "eps", "params", "samples", "seed", "seconds"}.
+    """
+    started = time.perf_counter()
+    named = dict(runs) if isinstance(runs, Mapping) else {str(i): r for i, r in enumerate(runs)}
+    pairs = {name: (run[0], run[1]) for name, run in named.items()}
+    sources = list(pairs) if sources is None else list(sources)
+    targets = list(pairs) if targets is None else list(targets)
+    for name in sources + targets:
+        if name not in pairs:
+            raise ConfigError(f"transfer: no run named {name!r}; runs: {', '.join(pairs)}")
+    params = attack_params(attack, params or {})
+    _eval(*pairs.values())
+    batches = -(-len(x) // batch_size)
+    total, done = len(sources) * batches, 0
+    correct = {(s, t): 0 for s in sources for t in targets}
+    for s in sources:
+        model, objective = pairs[s]
+        _seed(seed)
+        atk = build_attack(attack, model, objective, eps, **params) if eps > 0 else None
+        for i in range(0, len(x), batch_size):
+            _check(cancel)
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            xa = atk(xb, yb) if atk is not None else xb
+            for t in targets:
+                correct[s, t] += int((_predict(*pairs[t], xa) == yb).sum())
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return {"measure": "transfer", "sources": sources, "targets": targets,
+            "accuracy": [[correct[s, t] / len(x) for t in targets] for s in sources], "attack": attack, "eps": eps,
+            "params": params, "samples": len(y), "seed": seed, "seconds": time.perf_counter() - started}
