@@ -338,14 +338,14 @@ def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str
 # --- named suites (python -m engine evaluate) -------------------------------------------------------
 GCCS_EPS = (0.0, 0.025, 0.05, 0.075, 0.1)  # GCCS Fig. 4 (MNIST): 0 … 0.10
 SUITES: dict[str, tuple[str, tuple[tuple[str, dict[str, Any], tuple[float, ...]], ...]]] = {
-    "pgd10": ("PGD-10 (step 0.01) over five ε: the issue-4 check", (("pgd", {"steps": 10}, GCCS_EPS),)),
+    "pgd10": ("PGD-10 (step 2.5·ε/10) over five ε: the issue-4 check", (("pgd", {"steps": 10}, GCCS_EPS),)),
     "gccs-paper": ("GCCS Fig. 4: FGSM, PGD-5, TGSM-5 over ε 0 … 0.1",
                    (("fgsm", {}, GCCS_EPS), ("pgd", {"steps": 5}, GCCS_EPS), ("tgsm", {"steps": 5}, GCCS_EPS))),
     "adaptive": ("PGD-10 on CE, on the objective's adaptive objective and on the margin, paired (attacks.md)",
                  (("pgd", {"steps": 10}, GCCS_EPS), ("adaptive-pgd", {"steps": 10}, GCCS_EPS),
                   ("margin-pgd", {"steps": 10}, GCCS_EPS))),
     "masking": ("the gradient-masking checks: FGSM vs PGD-10 vs gradient-free Square up to ε 0.3",
-                (("fgsm", {}, (0.0, 0.1, 0.2, 0.3)), ("pgd", {"steps": 10, "alpha": 0.03}, (0.0, 0.1, 0.2, 0.3)),
+                (("fgsm", {}, (0.0, 0.1, 0.2, 0.3)), ("pgd", {"steps": 10}, (0.0, 0.1, 0.2, 0.3)),
                  ("square", {}, (0.0, 0.1, 0.2, 0.3)))),
     "natural": ("MMC's natural corruptions: Gaussian noise σ and rotation",
                 (("gaussian-noise", {}, (0.0, 0.05, 0.1, 0.2, 0.3)), ("rotation", {}, (0.0, 10.0, 20.0, 30.0)))),

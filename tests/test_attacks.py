@@ -107,7 +107,7 @@ def test_adaptive_pgd_is_at_least_as_strong_as_ce_pgd_on_mmc(runs):
 
 
 def test_attack_parameters_are_validated():
-    assert attack_params("pgd", {}) == {"steps": 5, "alpha": 0.01}
+    assert attack_params("pgd", {}) == {"steps": 5, "alpha": 0.0}  # 0: the step is 2.5·ε/steps
     with pytest.raises(ConfigError, match="attack must be one of fgsm"):
         attack_params("cw2", {})
     with pytest.raises(ConfigError, match="pgd.steps"):
@@ -285,3 +285,16 @@ def test_validate_budget():
         validate_budget("cw", [0.1])
     with pytest.raises(ConfigError, match="attack must be one of fgsm"):
         validate_budget("fgsm2", [0.1])
+
+
+def test_pgd_default_step_scales_with_eps_so_pgd_is_never_capped_below_fgsm(runs):
+    from engine.attacks import step_size
+
+    assert step_size(0.0, 0.3, 5) == pytest.approx(0.15) and step_size(0.02, 0.3, 5) == 0.02
+    _, _, x, y, loaded = runs
+    model, objective, _ = loaded["ce"]
+    torch.manual_seed(0)
+    fgsm = robust_accuracy(model, objective, x, y, "fgsm", 0.2)
+    torch.manual_seed(0)
+    pgd = robust_accuracy(model, objective, x, y, "pgd", 0.2)  # PGD-5 with the default step
+    assert pgd <= fgsm, (pgd, fgsm)

@@ -43,7 +43,7 @@ def test_sweep_walks_the_grid_caches_every_point_and_replays_from_the_store(trai
         acc = [p["accuracy"] for p in points if p["run_id"] == run_id]
         assert acc[0] >= acc[1] >= acc[2] and acc[0] > 0.8
         assert out["warnings"][run_id] == []
-    assert points[0]["params"] == {"steps": 3, "alpha": 0.01} and points[0]["samples"] == 100
+    assert points[0]["params"] == {"steps": 3, "alpha": 0.0} and points[0]["samples"] == 100
 
     again = []
     replay = sweep_job(store, [ce, gccs], "pgd", {"steps": 3}, [0.0, 0.05, 0.1], samples=100, on_event=again.append)
@@ -52,9 +52,9 @@ def test_sweep_walks_the_grid_caches_every_point_and_replays_from_the_store(trai
     # another seed is another point; the same seed recomputed gives the same number
     loaded, x, y = load_for_evaluation(store, [ce], 100)
     model, objective, _ = loaded[ce]
-    fresh, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.01}, 0.1, force=True)
+    fresh, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.0}, 0.1, force=True)
     assert not hit and fresh["accuracy"] == points[4]["accuracy"]
-    _, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.01}, 0.1, seed=1)
+    _, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.0}, 0.1, seed=1)
     assert not hit
 
 
@@ -101,7 +101,7 @@ def test_charts_pair_adaptive_with_standard_and_dash_adversarial_training(traine
     results = [r for run_id in records for r in store.list_results(run_id, "accuracy")]
     charts = robustness_charts(results + results[:3], records)  # duplicates (live + cached) count once
     pgd = next(c for c in charts if c["attack"] == "pgd" and c["samples"] == 100)
-    lines = {(l["run_id"], l["attack"]): l for l in pgd["lines"] if l["params"] == "alpha=0.01, steps=3"}
+    lines = {(l["run_id"], l["attack"]): l for l in pgd["lines"] if l["params"] == "alpha=0, steps=3"}
     assert set(lines) >= {(gccs, "pgd"), (gccs, "adaptive-pgd"), (adv, "pgd"), (adv, "adaptive-pgd")}
     assert lines[(gccs, "adaptive-pgd")]["adaptive"] and not lines[(gccs, "pgd")]["adaptive"]
     assert lines[(adv, "pgd")]["adversarially_trained"] and not lines[(gccs, "pgd")]["adversarially_trained"]
@@ -160,7 +160,7 @@ def test_shift_job_caches_each_eps_on_the_runs_fixed_subset(trained):
     events = []
     out = shift_job(store, [ce, gccs], "pgd", {"steps": 2}, [0.1], samples=200, on_event=events.append)
     assert [(p["run_id"], p["eps"]) for p in out["points"]] == [(ce, 0.0), (gccs, 0.0), (ce, 0.1), (gccs, 0.1)]
-    entry = cached_shift(store, gccs, "pgd", {"steps": 2, "alpha": 0.01}, 0.0, 200)
+    entry = cached_shift(store, gccs, "pgd", {"steps": 2, "alpha": 0.0}, 0.0, 200)
     stored = store.get_latents(gccs)  # the training snapshot shows the same points, clean
     assert np.array_equal(stored["indices"], fixed_subset(450, 200).numpy())
     assert np.allclose(entry["z"], stored["z"], rtol=2e-3, atol=2e-2)  # snapshots are kept in float16

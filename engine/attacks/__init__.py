@@ -106,8 +106,15 @@ def _steps(default: int, note: str = "number of iterations") -> Param:
     return Param("steps", default, note, minimum=1, maximum=10_000)
 
 
-def _alpha(default: float, note: str) -> Param:
-    return Param("alpha", default, f"step size in pixels ({note})", minimum=0.0, maximum=1.0, exclusive_minimum=True)
+def _alpha(note: str) -> Param:
+    return Param("alpha", 0.0, f"step size in pixels; 0 = 2.5·ε/steps ({note})", minimum=0.0, maximum=1.0)
+
+
+def step_size(alpha: float, eps: float, steps: int) -> float:
+    """PGD's step: ``alpha`` when given, else 2.5·ε/steps (Madry et al. 2018), which can cross the
+    ε-ball from any start. A fixed step would cap the attack at steps·α: PGD-5 with α = 0.01 could
+    never move a pixel by more than 0.05, however large ε, and look weaker than one-step FGSM."""
+    return alpha if alpha > 0 else 2.5 * eps / steps
 
 
 def _queries(default: int, note: str) -> Param:
@@ -117,12 +124,15 @@ def _queries(default: int, note: str) -> Param:
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec(lambda m, eps: torchattacks.FGSM(m, eps=eps), (),
                        "FGSM: one signed-gradient step of CE on the logits (GCCS, PCL)", iterative=False),
-    "pgd": AttackSpec(lambda m, eps, steps, alpha: torchattacks.PGD(m, eps=eps, alpha=alpha, steps=steps),
-                      (_steps(5), _alpha(0.01, "GCCS uses PGD-5")),
+    "pgd": AttackSpec(lambda m, eps, steps, alpha: torchattacks.PGD(m, eps=eps, alpha=step_size(alpha, eps, steps),
+                                                                    steps=steps),
+                      (_steps(5), _alpha("GCCS uses PGD-5 and gives no step")),
                       "PGD on CE of the logits, random start (GCCS: PGD-5)"),
-    "pgd-targeted": AttackSpec(lambda m, eps, steps, alpha: torchattacks.PGD(m, eps=eps, alpha=alpha, steps=steps),
+    "pgd-targeted": AttackSpec(lambda m, eps, steps, alpha: torchattacks.PGD(m, eps=eps,
+                                                                             alpha=step_size(alpha, eps, steps),
+                                                                             steps=steps),
                                (_steps(10, "number of iterations (MMC: PGD-10 and PGD-50)"),
-                                _alpha(0.01, "MMC: 2/255 on CIFAR")),
+                                _alpha("MMC: 2/255 on CIFAR")),
                                "targeted PGD to a random y_t ≠ y, accuracy against y (MMC: PGD^tar_10)",
                                target="random"),
     "bim": AttackSpec(lambda m, eps, steps: torchattacks.BIM(m, eps=eps, alpha=eps / steps, steps=steps),
@@ -188,12 +198,14 @@ ATTACKS: dict[str, AttackSpec] = {
                               _queries(5000, "Square's query budget (AutoAttack: 5000)")),
                              "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square (Croce & Hein 2020)",
                              min_classes=4),
-    "adaptive-pgd": AttackSpec(lambda m, eps, steps, alpha: AdaptivePGD(m, eps=eps, alpha=alpha, steps=steps),
-                               (_steps(10), _alpha(0.01, "as pgd, so the two are comparable")),
+    "adaptive-pgd": AttackSpec(lambda m, eps, steps, alpha: AdaptivePGD(m, eps=eps, alpha=step_size(alpha, eps, steps),
+                                                                        steps=steps),
+                               (_steps(10), _alpha("as pgd, so the two are comparable")),
                                "PGD on the objective's adaptive attack objective (MMC App. B.4, PCL Table 4)",
                                pairs_with="pgd"),
-    "margin-pgd": AttackSpec(lambda m, eps, steps, alpha: MarginPGD(m, eps=eps, alpha=alpha, steps=steps),
-                             (_steps(10), _alpha(0.01, "as pgd, so the two are comparable")), "PGD on the C&W margin of the logits (scale-free)",
+    "margin-pgd": AttackSpec(lambda m, eps, steps, alpha: MarginPGD(m, eps=eps, alpha=step_size(alpha, eps, steps),
+                                                                    steps=steps),
+                             (_steps(10), _alpha("as pgd, so the two are comparable")), "PGD on the C&W margin of the logits (scale-free)",
                              pairs_with="pgd"),
     "simba": AttackSpec(lambda m, eps, **p: SimBA(m, eps=eps, **p),
                         (_queries(300, "queries per image (I-SCE: 300 MNIST, 500 CIFAR-10)"),
