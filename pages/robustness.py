@@ -4,10 +4,11 @@ chart they concern (../shared/spec/attacks.md, visuals.md "Robustness")."""
 import streamlit as st
 
 from engine.attacks import ATTACKS, budget_of
-from engine.evaluate import robustness_charts
+from engine.evaluate import MEASURES, measure_tables, robustness_charts
 from engine.jobs import FINISHED
 from engine.objectives import ConfigError
-from ui.figures import robustness_figure
+from ui.export import plotly_chart, table_downloads
+from ui.figures import robustness_figure, transfer_heatmap
 from ui.state import get_manager, get_store
 from ui.widgets import CHART_REFRESH_S, param_input, stored_run_picker
 
@@ -77,9 +78,8 @@ def charts():
     if not figures:
         st.info("No cached results for these runs yet: run a sweep above (or `python -m engine attack RUN_ID`).")
     for i, chart in enumerate(figures):
-        st.plotly_chart(robustness_figure(chart), key=f"robustness-chart-{i}",
-                        config={"toImageButtonOptions": {"format": "png", "scale": 2,
-                                                         "filename": f"robustness-{chart['attack']}"}})
+        plotly_chart(robustness_figure(chart), f"robustness-{chart['attack']}-{chart['samples']}",
+                     key=f"robustness-chart-{i}")
         for warning in chart["warnings"]:
             st.warning(warning, icon=":material/warning:")
     if active and all(job.status in FINISHED for job in jobs):
@@ -87,3 +87,78 @@ def charts():
 
 
 charts()
+
+# --- tables -----------------------------------------------------------------------------------------
+st.subheader("Tables")
+st.caption("Minimal perturbations, SPSA grids and the transfer matrix, one job per press, cached per run and "
+           "settings. Defaults are the papers' (C&W: 9 × 1000 iterations; SPSA: GCCS's grid): on a CPU start with "
+           "few samples and iterations.")
+measure = st.selectbox("measure", list(MEASURES), format_func=lambda m: f"{m} · {MEASURES[m]}")
+settings: dict = {}
+c1, c2 = st.columns(2)
+table_samples = c1.number_input("test samples", min_value=1, value=100, step=50, key="measure-samples")
+table_seed = c2.number_input("seed", min_value=0, value=0, key="measure-seed")
+if measure in ("deepfool", "cw"):
+    cols = st.columns(min(len(ATTACKS[measure].params), 6))
+    settings["params"] = {}
+    for i, param in enumerate(ATTACKS[measure].params):
+        with cols[i % len(cols)]:
+            settings["params"][param.name] = param_input(ATTACKS[measure].title, param, key=f"measure-{measure}-{param.name}")
+elif measure == "spsa-grid":
+    c1, c2, c3 = st.columns(3)
+    settings["eps"] = c1.number_input("ε", min_value=0.0, max_value=1.0, value=0.02, format="%g", key="spsa-eps",
+                                      help="GCCS Table 7: 0.02")
+    iterations = c2.text_input("iterations (IT)", value="50, 100", help="GCCS Table 7: 50, 100")
+    batch = c3.text_input("perturbation samples (BS)", value="512, 1024, 2048, 8192",
+                          help="GCCS Table 7: 512, 1024, 2048, 8192; MMC: 128, 4096, 8192")
+    try:
+        settings["iterations"] = [int(v) for v in iterations.replace(" ", "").split(",") if v]
+        settings["spsa_samples"] = [int(v) for v in batch.replace(" ", "").split(",") if v]
+    except ValueError:
+        st.error("spsa grid: iterations and perturbation samples must be comma-separated integers")
+        st.stop()
+else:
+    c1, c2 = st.columns(2)
+    settings["attack"] = c1.selectbox("attack crafted on each substitute", [a for a in SWEEPABLE
+                                                                           if ATTACKS[a].budget == "linf"],
+                                      index=0, format_func=lambda a: f"{a} · {ATTACKS[a].title}", key="transfer-attack")
+    settings["eps"] = c2.number_input("ε", min_value=0.0, max_value=1.0, value=0.1, format="%g", key="transfer-eps")
+    settings["params"] = {}
+if st.button(f"▶ Compute {measure}"):
+    try:
+        st.session_state["measure-job"] = manager.submit_measure(chosen, measure, settings, int(table_samples),
+                                                                 int(table_seed))
+    except ConfigError as exc:
+        st.error(str(exc))
+
+measure_job_id = st.session_state.get("measure-job")
+measure_active = measure_job_id is not None and manager.get(measure_job_id).status not in FINISHED
+
+
+@st.fragment(run_every=CHART_REFRESH_S if measure_active else None)
+def tables():
+    if measure_job_id is not None:
+        job = manager.get(measure_job_id)
+        if job.status == "failed":
+            st.error(f"{job.title}: {job.error}")
+        elif job.status not in FINISHED:
+            st.caption(f"{job.title}: {job.detail or job.status}")
+    shown = measure_tables(store, chosen, measure, {r: records[r] for r in chosen})
+    if shown["rows"]:
+        st.dataframe(shown["rows"], hide_index=True)
+        table_downloads(shown["rows"], f"{measure}-table", key=f"measure-{measure}")
+    for grid in shown["grids"]:
+        st.markdown(f"**{grid['run']}** · SPSA accuracy · {grid['title']}")
+        st.dataframe(grid["rows"], hide_index=True)
+    for i, matrix in enumerate(shown["matrices"]):
+        plotly_chart(transfer_heatmap(matrix["sources"], matrix["targets"], matrix["accuracy"], matrix["title"]),
+                     f"transfer-{matrix['title']}", key=f"transfer-{i}")
+        for warning in matrix["warnings"]:
+            st.warning(warning, icon=":material/warning:")
+    if not (shown["rows"] or shown["grids"] or shown["matrices"]):
+        st.caption(f"No cached {measure} results for these runs yet.")
+    if measure_active and manager.get(measure_job_id).status in FINISHED:
+        st.rerun(scope="app")
+
+
+tables()

@@ -177,3 +177,43 @@ def test_named_suite_reports_curves_and_warnings(trained):
     assert curves[ce]["eps"] == [0.0, 0.025, 0.05, 0.075, 0.1] and len(curves[gccs]["accuracy"]) == 5
     with pytest.raises(ConfigError, match="suite must be one of"):
         suite_job(store, [ce], "nope")
+
+
+def test_measures_run_as_cached_jobs_and_become_tables(trained):
+    from engine.evaluate import measure_job, measure_tables
+
+    store, (ce, gccs), _ = trained
+    records = {r: store.get_run(r) for r in (ce, gccs)}
+    manager = JobManager(store=store)
+    job = manager.wait(manager.submit_measure([ce, gccs], "deepfool", {"params": {"steps": 20}}, samples=40), 120)
+    assert job.status == DONE and len(job.points) == 2 and all(p["rho"] > 0 for p in job.points)
+    rows = measure_tables(store, [ce, gccs], "deepfool", records)["rows"]
+    assert [r["run"][:4] for r in rows] == ["CE (", "GCCS"] and rows[0]["parameters"].startswith("candidates=10")
+    again = []
+    measure_job(store, [ce, gccs], "deepfool", {"params": job.points[0]["params"]}, 40, on_event=again.append)
+    assert all(e["cached"] for e in again if e["type"] == "point")
+
+    job = manager.wait(manager.submit_measure([ce, gccs], "transfer", {"attack": "fgsm", "eps": 0.1}, samples=60), 120)
+    assert job.status == DONE
+    (matrix,) = measure_tables(store, [ce, gccs], "transfer", records)["matrices"]
+    assert len(matrix["accuracy"]) == 2 and len(matrix["accuracy"][0]) == 2
+    loaded, x, y = load_for_evaluation(store, [ce, gccs], 60)
+    from engine.evaluate import robust_accuracy
+    torch.manual_seed(0)
+    white = robust_accuracy(*loaded[ce][:2], x, y, "fgsm", 0.1)
+    assert matrix["accuracy"][0][0] == pytest.approx(white)  # the diagonal is the white-box number
+    # a hand-made matrix where a transfer beats the white-box attack is flagged
+    store.put_result(f"{gccs}:transfer:fake", {**job.points[1], "accuracy": [[0.0, 0.9]]})
+    flagged = measure_tables(store, [ce, gccs], "transfer", records)["matrices"]
+    assert any("beat the white-box attack" in w for m in flagged for w in m["warnings"])
+
+    job = manager.wait(manager.submit_measure([ce], "spsa-grid", {"eps": 0.1, "iterations": [2], "spsa_samples": [8, 16]},
+                                              samples=20), 120)
+    (grid,) = measure_tables(store, [ce], "spsa-grid", records)["grids"]
+    assert list(grid["rows"][0]) == ["iterations", "BS 8", "BS 16"]
+    with pytest.raises(ConfigError, match="cw.steps"):
+        manager.submit_measure([ce], "cw", {"params": {"steps": 0}})
+    with pytest.raises(ConfigError, match="measure must be one of"):
+        manager.submit_measure([ce], "nope", {})
+    with pytest.raises(ConfigError, match="eps must be"):
+        manager.submit_measure([ce], "transfer", {"attack": "fgsm", "eps": 3})

@@ -266,3 +266,15 @@ def distance_histogram(view: dict, label: str, distance: str = "centre") -> go.F
                       title=dict(text=label, font_size=12),
                       xaxis_title="‖z‖" if distance == "norm" else "distance to own centre", yaxis_title="points")
     return fig
+
+
+def transfer_heatmap(sources: list[str], targets: list[str], accuracy: list[list[float]], title: str) -> go.Figure:
+    """Accuracy of each target run (columns) on examples crafted on each substitute run (rows), MMC Fig. 4;
+    the diagonal is the white-box accuracy."""
+    fig = go.Figure(go.Heatmap(z=accuracy, x=targets, y=sources, zmin=0, zmax=1, colorscale="Viridis",
+                               text=[[f"{v:.3f}" for v in row] for row in accuracy], texttemplate="%{text}",
+                               hovertemplate="substitute %{y}<br>target %{x}<br>accuracy %{z:.4f}<extra></extra>"))
+    fig.update_layout(title=dict(text=title, font_size=13), height=120 + 60 * len(sources),
+                      margin=dict(l=10, r=10, t=50, b=10), xaxis_title="target (classifies)",
+                      yaxis_title="substitute (crafts)", yaxis_autorange="reversed")
+    return fig
