@@ -1,0 +1,167 @@
+"""The runs table as data: one row per stored run, with its robust accuracy looked up from the cache.
+
+Rows are flat dicts of plain values (str, int, float, None), so the Runs page can show them and
+``export_rows`` can write them as CSV or JSON unchanged. Nothing here trains or attacks: robust
+accuracy comes only from results already cached in the store (``engine.evaluate.accuracy_point``),
+and is None where none is cached.
+
+Training-time overhead follows GCCS Table 8: a run's training time relative to the CE run of the
+same setting (every setting equal except the objective and its constants, trained on the same
+device), in percent. Runs trained in one job (in lockstep) compare best: they shared the machine.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+from .objectives import ConfigError
+
+EXPORT_FORMATS = ("csv", "json")
+# The settings that distinguish runs of one setting from each other: which objective, with which constants.
+OBJECTIVE_KEYS = ("objective", "params")
+
+
+def compact(values: dict[str, Any]) -> str:
+    """``{"mu_t": 70.0, "lam": 0.2}`` -> ``"mu_t=70, lam=0.2"`` (numbers without trailing zeros)."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def adversarial_summary(settings: dict[str, Any]) -> str:
+    """The adversarial-training recipe in one line, or "none" (the settings omit adv_* when unused)."""
+    attack = settings.get("adv_attack", "none")
+    if attack == "none":
+        return "none"
+    parts = [attack, f"ε={settings['adv_eps']:g}"]
+    if attack != "fgsm":  # FGSM is one step of ε
+        parts.append(f"{settings['adv_steps']}×{settings['adv_step']:g}")
+    parts.append(f"loss={settings['adv_loss']}")
+    parts.append(f"clean weight={settings['adv_clean_weight']:g}")
+    if settings.get("adv_targeted"):
+        parts.append("targeted")
+    return " ".join(parts)
+
+
+def _setting_of(record: dict[str, Any]) -> str:
+    """What a run shares with the CE run it is compared with: every setting but the objective's, and
+    the device it trained on (a run's id leaves the device out, but its training time depends on it)."""
+    rest = {k: v for k, v in record["settings"].items() if k not in OBJECTIVE_KEYS}
+    rest["device"] = record.get("device")
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def _train_seconds(record: dict[str, Any]) -> float | None:
+    seconds = record.get("timing", {}).get("train_seconds")
+    return float(seconds) if seconds is not None else None
+
+
+def ce_twins(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each run id, the stored CE run of the same setting. A CE run is its own twin; when several
+    CE runs share a setting (CE with other constants, should it ever have any), the newest wins."""
+    newest_ce: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r.get("created", 0)):  # newest last, so it wins
+        if record["settings"].get("objective") == "ce":
+            newest_ce[_setting_of(record)] = record
+    twins = {}
+    for record in records:
+        if record["settings"].get("objective") == "ce":
+            twins[record["run_id"]] = record
+        elif _setting_of(record) in newest_ce:
+            twins[record["run_id"]] = newest_ce[_setting_of(record)]
+    return twins
+
+
+def _number(value: Any) -> float | None:
+    """A float, or None for a missing or non-finite value (NaN is not valid JSON, and means "unknown")."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def pick_result(results: list[dict[str, Any]], attack: str, eps: float) -> dict[str, Any] | None:
+    """Among one run's cached accuracy results, the one for ``attack`` at ``eps``: the largest sample
+    (the full test split when it is cached), then the newest."""
+    matching = [r for r in results if r.get("attack") == attack and math.isclose(float(r.get("eps", -1)), eps,
+                                                                                   rel_tol=1e-9, abs_tol=1e-12)]
+    if not matching:
+        return None
+    return max(matching, key=lambda r: (int(r.get("samples", 0)), float(r.get("created", 0))))
+
+
+def result_source(result: dict[str, Any]) -> str:
+    """Which cached result a robust accuracy is: parameters, sample size and seed."""
+    params = compact(result.get("params") or {}) or "default parameters"
+    return f"{params}; first {result.get('samples')} test images; seed {result.get('seed')}"
+
+
+def runs_table(store, attack: str | None = None, eps: float | None = None) -> list[dict[str, Any]]:
+    """One row per stored run, newest first. ``attack`` and ``eps`` choose the cached robust accuracy
+    shown in ``robust_acc`` (None when that run has none cached; nothing is ever computed here)."""
+    if (attack is None) != (eps is None):
+        raise ConfigError("attack and eps: give both (to show a cached robust accuracy) or neither")
+    records = store.list_runs()
+    twins = ce_twins(records)
+    rows = []
+    for record in records:
+        s, final = record["settings"], record.get("final", {})
+        seconds, twin = _train_seconds(record), twins.get(record["run_id"])
+        twin_seconds = _train_seconds(twin) if twin is not None else None
+        overhead = (100.0 * (seconds / twin_seconds - 1.0)
+                    if seconds is not None and twin_seconds else None)
+        row = {
+            "run_id": record["run_id"],
+            "dataset": record["dataset"],
+            "model": record["model"],
+            "objective": record["objective"],
+            "constants": compact(s.get("params", {})),
+            "seed": s.get("seed"),
+            "epochs": s.get("epochs"),
+            "adversarial_training": adversarial_summary(s),
+            "fine_tuned_from": s.get("init_from") or None,
+            "clean_acc": _number(final.get("test_acc")),
+            "macro_f1": _number(final.get("test_f1")),
+            "r_ab": _number(final.get("r_ab")),
+            "r_ab_ci95": _number(final.get("r_ab_ci")),
+            "train_seconds": _number(seconds),
+            "overhead_vs_ce_pct": _number(overhead),
+            "ce_run_id": twin["run_id"] if twin is not None else None,
+        }
+        if attack is not None:
+            result = pick_result(store.list_results(record["run_id"], "accuracy"), attack, float(eps))
+            row.update({"attack": attack, "eps": float(eps),
+                        "robust_acc": _number(result["accuracy"]) if result else None,
+                        "robust_source": result_source(result) if result else "not computed"})
+        rows.append(row)
+    return rows
+
+
+def cached_attacks(store, run_ids: list[str] | None = None) -> list[tuple[str, float]]:
+    """The (attack, ε) pairs with a cached robust accuracy for at least one of ``run_ids`` (all runs
+    when None), sorted by attack then ε."""
+    if run_ids is None:
+        run_ids = [r["run_id"] for r in store.list_runs()]
+    pairs = {(r["attack"], float(r["eps"])) for run_id in run_ids for r in store.list_results(run_id, "accuracy")
+             if "attack" in r and "eps" in r}
+    return sorted(pairs)
+
+
+def export_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+    """The rows as CSV (header of every key in first-seen order, None as an empty cell) or as a JSON
+    list of objects. A missing or non-finite number is None / null / an empty cell in both: NaN is no
+    valid JSON, and spreadsheets read an empty cell as missing."""
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")
+    rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+            for row in rows]
+    if fmt == "json":
+        return json.dumps(rows, indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buffer.getvalue()

@@ -1,0 +1,87 @@
+"""Runs page: every stored run in one table (with a cached robust accuracy), export, and per run the
+checkpoint download and deletion."""
+import streamlit as st
+
+from engine.attacks import ATTACKS, budget_of
+from engine.report import cached_attacks, runs_table
+from ui.export import table_downloads
+from ui.state import get_store
+from ui.widgets import run_label
+
+st.title("Runs")
+st.caption("Every stored run. Overhead is the training time relative to the CE run of the same setting "
+           "(same data, model, recipe and seed; GCCS Table 8). Robust accuracy is read from cached "
+           "evaluations only; this page never runs an attack.")
+
+store = get_store()
+deleted = st.session_state.pop("runs-deleted", None)
+if deleted:
+    st.success(f"Deleted {deleted} with its checkpoint, latents and cached results.")
+records = store.list_runs()
+if not records:
+    st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
+    st.stop()
+
+pairs = cached_attacks(store)
+attack = eps = None
+if pairs:
+    attacks = list(dict.fromkeys(a for a, _ in pairs))
+    left, right, _ = st.columns([2, 1, 3])
+    attack = left.selectbox("robust accuracy under", attacks, key="runs-attack",
+                            format_func=lambda a: f"{a} · {ATTACKS[a].title}" if a in ATTACKS else a,
+                            help="Attacks with at least one cached robust accuracy (Robustness page, or "
+                                 "`python -m engine attack`).")
+    eps = right.selectbox("ε", [e for a, e in pairs if a == attack], key=f"runs-eps-{attack}",
+                          format_func="{:g}".format, help=budget_of(attack).label if attack in ATTACKS else None)
+else:
+    st.caption("No robust accuracy is cached yet: evaluate runs on the Robustness page or with "
+               "`python -m engine attack`, and a column for it appears here.")
+
+rows = runs_table(store, attack, eps)
+st.dataframe(rows, hide_index=True, key="runs-table", column_config={
+    "run_id": st.column_config.TextColumn("run", width="small"),
+    "adversarial_training": "adversarial training",
+    "fine_tuned_from": "fine-tuned from",
+    "clean_acc": st.column_config.NumberColumn("clean acc.", format="%.3f"),
+    "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
+    "r_ab": st.column_config.NumberColumn("r_AB", format="%.2f"),
+    "r_ab_ci95": st.column_config.NumberColumn("r_AB ±95 %", format="%.2f"),
+    "train_seconds": st.column_config.NumberColumn("train time (s)", format="%.1f"),
+    "overhead_vs_ce_pct": st.column_config.NumberColumn("overhead vs CE (%)", format="%+.1f",
+                                                        help="(train time / CE twin's train time − 1) × 100"),
+    "ce_run_id": "CE twin",
+    "robust_acc": st.column_config.NumberColumn(f"robust acc. ({attack}, ε={eps:g})" if attack else "robust acc.",
+                                                format="%.3f"),
+    "robust_source": "robust acc. from",
+})
+table_downloads(rows, "runs", key="runs-export")
+
+st.subheader("One run")
+by_id = {r["run_id"]: r for r in records}
+labels = {r["run_id"]: f"{run_label(r['objective'], r['run_id'])} · {r['dataset']} · {r['model']} · "
+                       f"{r['settings']['epochs']} ep · seed {r['settings']['seed']}" for r in records}
+run_id = st.selectbox("run", list(labels), format_func=labels.get, key="runs-run")
+record = by_id[run_id]
+left, right, _ = st.columns([1, 1, 4])
+left.download_button("checkpoint (.pt)", data=lambda run_id=run_id: store.checkpoint_bytes(run_id),
+                     file_name=f"{record['objective']}-{run_id}.pt", mime="application/octet-stream",
+                     key="runs-checkpoint", on_click="ignore", icon=":material/download:",
+                     help="The model's and objective's state dicts: torch.load(path, weights_only=True).")
+if right.button("Delete…", key="runs-delete", icon=":material/delete:"):
+    st.session_state["runs-pending-delete"] = run_id
+if st.session_state.get("runs-pending-delete") == run_id:
+    st.warning(f"Delete {labels[run_id]}? Its checkpoint, latents and cached results go with it. "
+               "This cannot be undone.")
+    yes, no, _ = st.columns([1, 1, 4])
+    if yes.button("Yes, delete", type="primary", key="runs-confirm-delete"):
+        store.delete_run(run_id)
+        del st.session_state["runs-pending-delete"]
+        st.session_state["runs-deleted"] = labels[run_id]
+        st.rerun()
+    if no.button("Keep it", key="runs-cancel-delete"):
+        del st.session_state["runs-pending-delete"]
+        st.rerun()
+with st.expander("settings and notes"):
+    st.json(record["settings"])
+    for warning in record.get("warnings", []):
+        st.caption(warning)

@@ -1,0 +1,212 @@
+"""The Runs and Examples pages under AppTest, on a store of their own, and the export helpers."""
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.config import ObjectiveSpec, TrainConfig
+from engine.data import load_dataset
+from engine.evaluate import accuracy_point
+from engine.train import load_run, train_job
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def app_store(tmp_path, monkeypatch):
+    """A fresh store that the app's get_store() opens: the singletons (the store, and the job manager
+    that writes to it) are cleared so the next page run creates them from $SIMPLEX_STORE, and cleared
+    again afterwards so later tests get the process's own. (A cleared manager's idle worker thread
+    stays behind, blocked on its empty queue.)"""
+    from cache import RunStore
+    from ui.state import get_manager, get_store
+
+    monkeypatch.setenv("SIMPLEX_STORE", str(tmp_path / "store"))
+    get_store.clear()
+    get_manager.clear()
+    store = RunStore(tmp_path / "store")
+    yield store
+    store.close()
+    get_store.clear()
+    get_manager.clear()
+
+
+@pytest.fixture
+def populated(app_store):
+    """CE and GCCS, two epochs, with a cached PGD accuracy for CE only."""
+    ce, gccs = train_job(TrainConfig(epochs=2, device="cpu", latent_samples=50,
+                                     objectives=(ObjectiveSpec("ce"), ObjectiveSpec("gccs"))), app_store)
+    data = load_dataset("digits")
+    model, objective, _ = load_run(app_store, ce["run_id"])
+    result, _ = accuracy_point(app_store, ce["run_id"], model, objective, data.x_test[:100], data.y_test[:100],
+                               "pgd", {"steps": 5, "alpha": 0.01}, 0.1)
+    return app_store, ce, gccs, result
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(f"pages/{name}.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def download_labels(at: AppTest) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+# --- Runs ---------------------------------------------------------------------------------------------
+def test_runs_page_on_an_empty_store_says_how_to_fill_it(app_store):
+    at = page("runs")
+    assert "The store is empty" in at.info[0].value
+    assert not at.dataframe
+
+
+def test_runs_page_shows_every_run_with_its_cached_robust_accuracy(populated):
+    store, ce, gccs, result = populated
+    at = page("runs")
+    assert at.selectbox(key="runs-attack").value == "pgd"
+    assert at.selectbox(key="runs-eps-pgd").value == 0.1
+    table = at.dataframe[0].value.set_index("run_id")
+    assert set(table.index) == {ce["run_id"], gccs["run_id"]}
+    assert table.loc[ce["run_id"], "robust_acc"] == pytest.approx(result["accuracy"])
+    assert table.loc[ce["run_id"], "robust_source"] == "steps=5, alpha=0.01; first 100 test images; seed 0"
+    assert table.loc[gccs["run_id"], "robust_source"] == "not computed"
+    assert table.loc[gccs["run_id"], "ce_run_id"] == ce["run_id"]
+    assert table.loc[gccs["run_id"], "clean_acc"] == pytest.approx(gccs["final"]["test_acc"])
+    assert download_labels(at) == ["CSV", "JSON", "checkpoint (.pt)"]
+    checkpoint = at.get("download_button")[2].proto
+    assert checkpoint.deferred_file_id and checkpoint.ignore_rerun  # built on click only, no rerun
+
+
+def test_runs_page_deletes_a_run_only_after_confirmation(populated):
+    store, ce, gccs, _ = populated
+    at = page("runs")
+    at.selectbox(key="runs-run").set_value(gccs["run_id"])
+    at.run()
+    button(at, "Delete…").click()
+    at.run()
+    assert "cannot be undone" in at.warning[0].value
+    button(at, "Keep it").click()
+    at.run()
+    assert store.has_run(gccs["run_id"]) and not at.warning
+
+    at.selectbox(key="runs-run").set_value(gccs["run_id"])
+    button(at, "Delete…").click()
+    at.run()
+    button(at, "Yes, delete").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Deleted GCCS" in at.success[0].value
+    assert not store.has_run(gccs["run_id"])
+    with pytest.raises(KeyError):
+        store.checkpoint_bytes(gccs["run_id"])
+    # the other run is intact: record, checkpoint, latents and cached result
+    assert store.has_run(ce["run_id"]) and store.checkpoint_bytes(ce["run_id"])
+    assert store.get_latents(ce["run_id"]) and len(store.list_results(ce["run_id"], "accuracy")) == 1
+    assert list(at.dataframe[0].value["run_id"]) == [ce["run_id"]]
+
+
+# --- Examples -----------------------------------------------------------------------------------------
+def test_examples_page_on_an_empty_store_says_how_to_fill_it(app_store):
+    at = page("examples")
+    assert "The store is empty" in at.info[0].value
+    assert not at.image
+
+
+def test_examples_page_generates_a_gallery_once_and_keeps_it(populated):
+    store, ce, gccs, _ = populated
+    at = page("examples")
+    assert at.multiselect[0].value == [gccs["run_id"], ce["run_id"]]  # newest first, both by default
+    assert "Press Generate" in at.info[0].value and not at.image
+    at.selectbox(key="examples-attack").set_value("fgsm")
+    at.number_input(key="examples-count").set_value(3)
+    at.run()
+    button(at, "Generate").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.image) == 3 * (1 + 2 * 2)  # per image: clean, then perturbation and adversarial per run
+    captions = [c for image in at.image for c in image.captions]
+    assert captions[0] == "#1 · true 0"  # the first test image of class 0
+    assert captions[1].startswith("‖δ‖∞ 0.100 · clean: ") and captions[2].startswith("adv: ")
+    assert all(("✓" in c) != ("✗ wrong" in c) for c in captions if "(" in c)
+    gallery = at.session_state["examples-galleries"]
+    (settings, first), = gallery.items()
+    # a rerun (any widget touched elsewhere) draws the same gallery without computing it again
+    at.run()
+    assert len(at.image) == 15 and at.session_state["examples-galleries"][settings] is first
+    assert download_labels(at)[-2:] == ["CSV", "JSON"]
+    # a minimal attack has no ε to choose; its gallery is kept beside the first
+    at.selectbox(key="examples-attack").set_value("deepfool")
+    at.run()
+    assert not any(ni.label == "ε" for ni in at.number_input)
+    button(at, "Generate").click()
+    at.run()
+    assert not at.exception and len(at.image) == 15 and len(at.session_state["examples-galleries"]) == 2
+
+
+def test_examples_page_offers_every_attack_with_its_parameters(populated):
+    from engine.attacks import ATTACKS
+
+    at = page("examples")
+    for name, spec in ATTACKS.items():
+        at.selectbox(key="examples-attack").set_value(name)
+        at.run()
+        assert not at.exception, (name, at.exception)
+        shown = {w.label for w in list(at.number_input) + list(at.checkbox) + list(at.selectbox)}
+        assert {p.name for p in spec.params} <= shown, name
+
+
+def test_examples_page_bad_input_is_a_message(populated):
+    at = page("examples")
+    at.radio(key="examples-how").set_value("by test index")
+    at.run()
+    at.text_input(key="examples-indices").set_value("0, x")
+    at.run()
+    assert "images: test indices must be whole numbers separated by commas; got 'x'" in at.error[0].value
+    at.text_input(key="examples-indices").set_value("0, 4500")
+    at.run()
+    button(at, "Generate").click()
+    at.run()
+    assert not at.exception and "from 0 to 449; got 4500" in at.error[0].value
+    at.text_input(key="examples-indices").set_value("0")
+    at.number_input(key="examples-pgd-steps").set_value(0)
+    at.run()
+    assert "pgd.steps must be ≥ 1" in at.error[0].value and not at.image
+
+
+# --- export helpers -------------------------------------------------------------------------------------
+def export_app():
+    import plotly.graph_objects as go
+
+    from ui.export import plotly_chart, table_downloads
+
+    plotly_chart(go.Figure(go.Scatter(x=[0, 1], y=[1, 0])), "accuracy vs ε (digits)", key="fig")
+    table_downloads([{"a": 1, "b": None}], "table", key="tab")
+
+
+def test_figures_export_png_from_the_modebar_and_html_on_click():
+    at = AppTest.from_function(export_app)
+    at.run()
+    assert not at.exception, at.exception
+    config = json.loads(at.get("plotly_chart")[0].proto.config)
+    assert config["toImageButtonOptions"] == {"format": "png", "filename": "accuracy-vs-digits", "scale": 2}
+    html, csv_button, json_button = at.get("download_button")
+    assert [b.proto.label for b in (html, csv_button, json_button)] == ["HTML", "CSV", "JSON"]
+    assert html.proto.deferred_file_id  # the 4.7 MB page is built only when clicked
+
+
+def test_figure_html_is_standalone():
+    import plotly.graph_objects as go
+
+    from ui.export import figure_html
+
+    page_text = figure_html(go.Figure(go.Bar(x=["ce"], y=[0.9])))
+    assert page_text.startswith("<html>") and "<script src=" not in page_text  # nothing to fetch
+    assert "Plotly.newPlot" in page_text and len(page_text) > 1_000_000  # plotly.js inside
