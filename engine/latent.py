@@ -116,7 +116,7 @@ def shift_point(store, run_id: str, model, objective, x, y, attack: str, params:
     """``attacked_latents`` of one run at one ε, from the store when cached, else computed and stored.
     ``samples``: the subset size asked for, which names the entry (default len(y); a small test split
     gives fewer points than asked, and the page asks with the number the user typed)."""
-    from .evaluate import result_key
+    from .evaluate import result_key, seed_device
 
     settings = shift_settings(attack, params, eps, len(y) if samples is None else samples, seed)
     key = result_key(run_id, "shift", settings)
@@ -124,7 +124,7 @@ def shift_point(store, run_id: str, model, objective, x, y, attack: str, params:
     if isinstance(cached, dict):
         return cached, True
     started = time.perf_counter()
-    torch.manual_seed(seed)
+    seed_device(seed, x.device)
     out = attacked_latents(model, objective, x, y, attack, params, eps, cancel=cancel, progress=progress)
     result = {"kind": "shift", "run_id": run_id, **settings, **out, "y": y.cpu().numpy(), "points": len(y),
               "accuracy": float((out["pred"] == y.cpu().numpy()).mean()),

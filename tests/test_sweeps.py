@@ -117,6 +117,7 @@ def _acc(run, attack, eps, accuracy, samples=100):
 
 def test_cross_attack_sanity_checks():
     honest = [_acc("r", "fgsm", 0.1, 0.5), _acc("r", "pgd", 0.1, 0.3), _acc("r", "square", 0.1, 0.35),
+              _acc("r", "tgsm", 0.1, 0.8),  # targeted: reaching y + 1 is harder than leaving y
               _acc("r", "adaptive-pgd", 0.1, 0.28)]
     assert cross_attack_warnings(honest) == []
     masked = [_acc("r", "fgsm", 0.1, 0.5), _acc("r", "pgd", 0.1, 0.7), _acc("r", "square", 0.1, 0.05),
