@@ -155,7 +155,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     print(json.dumps({"run_id": args.run_id, "objective": record["objective"], "attack": args.attack,
                       "params": params, "eps": eps, "accuracy": accuracy, "cached": cached, "samples": n,
                       "seed": args.seed, "seconds": time.perf_counter() - started,
-                      "warnings": sanity_warnings(eps, accuracy)},
+                      "warnings": sanity_warnings(eps, accuracy, args.attack)},
                      indent=2, ensure_ascii=False))
     return 0
 

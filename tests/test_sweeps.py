@@ -218,3 +218,11 @@ def test_measures_run_as_cached_jobs_and_become_tables(trained):
         manager.submit_measure([ce], "nope", {})
     with pytest.raises(ConfigError, match="eps must be"):
         manager.submit_measure([ce], "transfer", {"attack": "fgsm", "eps": 3})
+
+
+def test_sanity_warnings_spare_natural_corruptions():
+    from engine.evaluate import sanity_warnings
+
+    assert sanity_warnings([0, 0.3], [0.99, 0.86], "gaussian-noise") == []
+    assert sanity_warnings([0, 30], [0.99, 0.8], "rotation") == []
+    assert len(sanity_warnings([0, 0.3], [0.99, 0.8], "pgd")) == 1
