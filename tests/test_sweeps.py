@@ -226,3 +226,23 @@ def test_sanity_warnings_spare_natural_corruptions():
     assert sanity_warnings([0, 0.3], [0.99, 0.86], "gaussian-noise") == []
     assert sanity_warnings([0, 30], [0.99, 0.8], "rotation") == []
     assert len(sanity_warnings([0, 0.3], [0.99, 0.8], "pgd")) == 1
+
+
+def test_command_line_evaluate_runs_a_named_suite(trained):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store, (ce, gccs), _ = trained
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SIMPLEX_STORE": str(store.path), "PYTHONPATH": str(root)}
+    args = [sys.executable, "-m", "engine", "evaluate", ce, gccs, "--suite", "gccs-paper", "--samples", "40"]
+    out = json.loads(subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, check=True).stdout)
+    assert [a["attack"] for a in out["attacks"]] == ["fgsm", "pgd", "tgsm"]
+    assert out["attacks"][1]["params"] == {"steps": 5, "alpha": 0.0} and out["attacks"][1]["samples"] == 40
+    assert out["attacks"][0]["curves"][gccs]["eps"] == [0.0, 0.025, 0.05, 0.075, 0.1]
+    assert {r["objective"] for r in out["runs"]} == {"ce", "gccs"} and isinstance(out["warnings"], list)
+    bad = subprocess.run(args[:6] + ["--suite", "nope"], cwd=root, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
