@@ -132,16 +132,27 @@ def accuracy_point(store, run_id: str, model, objective, x: torch.Tensor, y: tor
     (``engine.attacks.attack_params``). The random starts are seeded per point, so a point does not
     depend on which other points were computed before it.
     """
-    settings = accuracy_settings(attack, params, eps, len(y), seed)
-    key = result_key(run_id, "accuracy", settings)
+    def compute() -> dict[str, Any]:
+        return {"accuracy": robust_accuracy(model, objective, x, y, attack, eps, params, cancel=cancel,
+                                            progress=progress)}
+
+    return cached_point(store, run_id, "accuracy", accuracy_settings(attack, params, eps, len(y), seed), x.device,
+                        force, compute)
+
+
+def cached_point(store, run_id: str, kind: str, settings: dict[str, Any], device, force: bool,
+                 compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """The stored result of (run, kind, settings), or ``compute()`` run with the device's generator
+    seeded by ``settings["seed"]`` and stored at once with the settings, seconds and time of creation.
+    Returns (result, cached)."""
+    key = result_key(run_id, kind, settings)
     cached = None if force or store is None else store.get_result(key)
     if isinstance(cached, dict):
         return cached, True
     started = time.perf_counter()
-    seed_device(seed, x.device)
-    accuracy = robust_accuracy(model, objective, x, y, attack, eps, params, cancel=cancel, progress=progress)
-    result = {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": accuracy,
-              "seconds": time.perf_counter() - started, "created": time.time()}
+    seed_device(settings["seed"], device)
+    result = {"kind": kind, "run_id": run_id, **settings, **compute(), "seconds": time.perf_counter() - started,
+              "created": time.time()}
     if store is not None:
         store.put_result(key, result)
     return result, False

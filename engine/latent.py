@@ -116,22 +116,15 @@ def shift_point(store, run_id: str, model, objective, x, y, attack: str, params:
     """``attacked_latents`` of one run at one ε, from the store when cached, else computed and stored.
     ``samples``: the subset size asked for, which names the entry (default len(y); a small test split
     gives fewer points than asked, and the page asks with the number the user typed)."""
-    from .evaluate import result_key, seed_device
+    from .evaluate import cached_point
+
+    def compute() -> dict[str, Any]:
+        out = attacked_latents(model, objective, x, y, attack, params, eps, cancel=cancel, progress=progress)
+        labels = y.cpu().numpy()
+        return {**out, "y": labels, "points": len(y), "accuracy": float((out["pred"] == labels).mean())}
 
     settings = shift_settings(attack, params, eps, len(y) if samples is None else samples, seed)
-    key = result_key(run_id, "shift", settings)
-    cached = None if force or store is None else store.get_result(key)
-    if isinstance(cached, dict):
-        return cached, True
-    started = time.perf_counter()
-    seed_device(seed, x.device)
-    out = attacked_latents(model, objective, x, y, attack, params, eps, cancel=cancel, progress=progress)
-    result = {"kind": "shift", "run_id": run_id, **settings, **out, "y": y.cpu().numpy(), "points": len(y),
-              "accuracy": float((out["pred"] == y.cpu().numpy()).mean()),
-              "seconds": time.perf_counter() - started, "created": time.time()}
-    if store is not None:
-        store.put_result(key, result)
-    return result, False
+    return cached_point(store, run_id, "shift", settings, x.device, force, compute)
 
 
 def shift_job(store, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],

@@ -9,8 +9,8 @@ from engine.latent import TRAJECTORY_POINTS, cached_shift, cached_shift_grid, sh
 from engine.objectives import ConfigError
 from ui.figures import distance_histogram, shift_animation, shift_figure
 from ui.state import get_manager, get_store
-from ui.widgets import (CHART_REFRESH_S, class_picker, job_latent_entries, latent_panels, live_fragment, param_input,
-                        run_label, stored_run_label, stored_run_picker)
+from ui.widgets import (CHART_REFRESH_S, attack_param_inputs, class_picker, job_latent_entries, latent_panels,
+                        live_fragment, run_label, stored_run_label, stored_run_picker)
 
 st.title("Latent space")
 st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig. 3). Simplex view: projected onto "
@@ -67,18 +67,12 @@ else:
     c1, c2, c3 = st.columns([2, 2, 1])
     attack = c1.selectbox("attack", sweepable, index=sweepable.index("pgd"),
                           format_func=lambda a: f"{a} · {ATTACKS[a].title}", key="shift-attack")
-    spec = ATTACKS[attack]
     eps_text = c2.text_input("ε grid", value=", ".join(f"{e:g}" for e in budget_of(attack).grid if e > 0),
                              key=f"shift-eps-{attack}", help=budget_of(attack).label + "; ε = 0 (clean) is always added.")
     samples = int(c3.number_input("points", min_value=10, max_value=100_000,
                                   value=min(int(first["settings"]["latent_samples"]), 1000), step=100,
                                   help="The run's fixed test subset (the points above), cut to this size."))
-    raw = {}
-    if spec.params:
-        cols = st.columns(min(len(spec.params), 4))
-        for i, param in enumerate(spec.params):
-            with cols[i % len(cols)]:
-                raw[param.name] = param_input(spec.title, param, key=f"shift-{attack}-{param.name}")
+    raw = attack_param_inputs(attack, key="shift")
     try:
         params = attack_params(attack, raw)
     except ConfigError as exc:

@@ -10,7 +10,7 @@ from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads
 from ui.figures import robustness_figure, transfer_heatmap
 from ui.state import get_manager, get_store
-from ui.widgets import CHART_REFRESH_S, param_input, stored_run_picker
+from ui.widgets import CHART_REFRESH_S, attack_param_inputs, stored_run_picker
 
 st.title("Robustness")
 st.caption("Accuracy against the true label (also for targeted attacks), model in eval mode, adversarial inputs "
@@ -30,16 +30,10 @@ with st.container(border=True):
     c1, c2 = st.columns([2, 3])
     attack = c1.selectbox("attack", SWEEPABLE, index=SWEEPABLE.index("pgd"),
                           format_func=lambda a: f"{a} · {ATTACKS[a].title}")
-    spec = ATTACKS[attack]
     eps_text = c2.text_input("ε grid (comma-separated)", value=", ".join(f"{e:g}" for e in budget_of(attack).grid),
                              key=f"robustness-eps-{attack}",
                              help=f"{budget_of(attack).label}. attacks.md: MNIST-like data 0 … 0.3, CIFAR-like 0 … 16/255.")
-    params = {}
-    if spec.params:
-        cols = st.columns(min(len(spec.params), 4))
-        for i, param in enumerate(spec.params):
-            with cols[i % len(cols)]:
-                params[param.name] = param_input(spec.title, param, key=f"robustness-{attack}-{param.name}")
+    params = attack_param_inputs(attack, key="robustness")
     c1, c2, c3, c4 = st.columns(4)
     samples = c1.number_input("test samples (0 = the whole test split)", min_value=0, value=0, step=100)
     seed = c2.number_input("seed (random starts)", min_value=0, value=0)
@@ -99,11 +93,7 @@ c1, c2 = st.columns(2)
 table_samples = c1.number_input("test samples", min_value=1, value=100, step=50, key="measure-samples")
 table_seed = c2.number_input("seed", min_value=0, value=0, key="measure-seed")
 if measure in ("deepfool", "cw"):
-    cols = st.columns(min(len(ATTACKS[measure].params), 6))
-    settings["params"] = {}
-    for i, param in enumerate(ATTACKS[measure].params):
-        with cols[i % len(cols)]:
-            settings["params"][param.name] = param_input(ATTACKS[measure].title, param, key=f"measure-{measure}-{param.name}")
+    settings["params"] = attack_param_inputs(measure, key="measure")
 elif measure == "spsa-grid":
     c1, c2, c3 = st.columns(3)
     settings["eps"] = c1.number_input("ε", min_value=0.0, max_value=1.0, value=0.02, format="%g", key="spsa-eps",

@@ -88,6 +88,19 @@ def param_input(objective: type[Objective] | str, param: Param, key: str) -> Any
     return st.number_input(label, value=float(param.default), format="%g", help=help_text, key=key)
 
 
+def attack_param_inputs(attack: str, key: str) -> dict[str, Any]:
+    """One input per parameter of a registry attack, four to a row, prefilled with the paper defaults."""
+    from engine.attacks import ATTACKS
+
+    spec, values = ATTACKS[attack], {}
+    if spec.params:
+        cols = st.columns(min(len(spec.params), 4))
+        for i, param in enumerate(spec.params):
+            with cols[i % len(cols)]:
+                values[param.name] = param_input(spec.title, param, key=f"{key}-{attack}-{param.name}")
+    return values
+
+
 # --- live comparison ---------------------------------------------------------------------------------
 def run_label(objective: str, run_id: str) -> str:
     return f"{objective.upper()} ({run_id[:6]})"
