@@ -19,7 +19,7 @@ import torch
 from cache import RunStore
 
 from .config import (ADV_ATTACKS, ADV_LOSSES, DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec, TrainConfig,
-                     warnings_for)
+                     preset_params, warnings_for)
 from .data import DATASET_NAMES, DatasetUnavailable
 from .objectives import OBJECTIVES, ConfigError, get_objective_class
 from .train import Cancelled, TrainingFailed, train_job
@@ -67,7 +67,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         if value is not None:
             base[key] = value
     names = args.objective or ["ce"]
-    params: dict[str, dict[str, Any]] = {n: {} for n in names}
+    # a preset's own constants (tuned to its data set) first, then --param on top
+    params: dict[str, dict[str, Any]] = {n: preset_params(args.preset, n, base.get("dataset")) for n in names}
     for text in args.param or []:
         name, value, objective = parse_param(text)
         targets = [objective] if objective else [n for n in names if name in get_objective_class(n).defaults()]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import LatentModel, _check_int
+from .input_conv import InputConv2d
 
 
 class PadShortcut(nn.Module):
@@ -93,7 +94,7 @@ class CifarResNet(LatentModel):
         n = (depth - 2) // 6
         self.depth = depth
 
-        self.conv1 = nn.Conv2d(self.in_channels, 16, 3, stride=1, padding=1, bias=False)
+        self.conv1 = InputConv2d(self.in_channels, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.layer1 = self._make_stage(16, 16, n, stride=1)
         self.layer2 = self._make_stage(16, 32, n, stride=2)

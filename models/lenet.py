@@ -18,6 +18,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from . import LatentModel, _check_int
+from .input_conv import InputConv2d
 
 
 class LeNet5(LatentModel):
@@ -56,7 +57,7 @@ class LeNet5(LatentModel):
         self.image_size = image_size
 
         # feature extractor; padding 2 keeps the spatial size, each pool halves it (floor)
-        self.conv1 = nn.Sequential(nn.Conv2d(self.in_channels, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2))
+        self.conv1 = nn.Sequential(InputConv2d(self.in_channels, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2))
         self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5, padding=2), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2))
         side = image_size // 2 // 2  # 8 -> 2, 28 -> 7, 32 -> 8
         flat = 16 * side * side

@@ -16,6 +16,7 @@ from torch import Tensor
 from torchvision.models import resnet18
 
 from . import LatentModel
+from .input_conv import InputConv2d
 
 
 class ResNet18(LatentModel):
@@ -54,7 +55,7 @@ class ResNet18(LatentModel):
         net = resnet18(weights=None, num_classes=self.latent_dim)
 
         # small-image stem; re-initialised the way torchvision initialises its convs
-        self.conv1 = nn.Conv2d(self.in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = InputConv2d(self.in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
         self.bn1 = net.bn1
         self.relu = net.relu

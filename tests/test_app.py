@@ -82,6 +82,23 @@ def test_train_page_renders_with_the_spec_defaults():
     assert {sb.label: sb.value for sb in at.selectbox}["kurtosis"] == "abs"
 
 
+def test_train_page_prefills_the_quick_presets_mat_constants():
+    from engine.config import PRESET_PARAMS
+
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    at.multiselect[0].set_value(["mat"])
+    at.run()
+    assert not at.exception
+    values = {ni.key: ni.value for ni in at.number_input}
+    for name, value in PRESET_PARAMS["quick"]["mat"].items():
+        assert values[f"param-mat-{name}"] == value
+    assert values["param-mat-alpha"] == 1.0  # not tuned by the preset: the default
+    beta = next(ni for ni in at.number_input if ni.key == "param-mat-beta")
+    assert "Default 6.0" in beta.help and "quick preset" in beta.help
+
+
 def test_train_page_bad_input_is_a_message_not_a_traceback():
     at = new_app()
     at.switch_page("pages/train.py")

@@ -267,3 +267,48 @@ def test_bad_arguments(arch, field, kwargs):
 def test_cnn_needs_room_for_two_pools():
     with pytest.raises(ValueError, match="image_size"):
         build_model("cnn", 1, 3, 10)
+
+
+# --- the first convolution's image gradient (models/input_conv.py) ------------------------------
+def _conv_pair(cin, k, p, bias=True):
+    from models.input_conv import InputConv2d
+
+    torch.manual_seed(0)
+    ref = nn.Conv2d(cin, 5, k, padding=p, bias=bias).double()
+    fast = InputConv2d(cin, 5, k, padding=p, bias=bias).double()
+    fast.load_state_dict(ref.state_dict())  # same parameter names and shapes as nn.Conv2d
+    return ref, fast
+
+
+@pytest.mark.parametrize("k,p,bias", [(5, 2, True), (3, 1, False), (3, 0, True), (5, 4, True)])
+def test_input_conv_gradients_equal_nn_conv2d(k, p, bias):
+    ref, fast = _conv_pair(1, k, p, bias)
+    x = torch.rand(3, 1, 9, 9, dtype=torch.double, requires_grad=True)
+    assert torch.allclose(fast(x), ref(x), atol=1e-12)
+    g = torch.randn_like(ref(x))
+    params = lambda m: [x, m.weight] + ([m.bias] if bias else [])  # noqa: E731
+    for a, b in zip(torch.autograd.grad(ref(x), params(ref), g), torch.autograd.grad(fast(x), params(fast), g)):
+        assert torch.allclose(a, b, atol=1e-12)
+    # the image gradient alone (what attacks ask for), and the parameters' alone (x requiring grad)
+    assert torch.allclose(torch.autograd.grad(fast(x), x, g)[0], torch.autograd.grad(ref(x), x, g)[0], atol=1e-12)
+    assert torch.allclose(torch.autograd.grad(fast(x), fast.weight, g)[0],
+                          torch.autograd.grad(ref(x), ref.weight, g)[0], atol=1e-12)
+    assert torch.autograd.gradcheck(fast, (x,))
+
+
+def test_input_conv_takes_its_own_path_only_for_one_channel_images_needing_a_gradient():
+    _, one = _conv_pair(1, 3, 1)
+    _, rgb = _conv_pair(3, 3, 1)
+    x1 = torch.rand(2, 1, 6, 6, dtype=torch.double, requires_grad=True)
+    x3 = torch.rand(2, 3, 6, 6, dtype=torch.double, requires_grad=True)
+    assert "ImageGradient" in type(one(x1).grad_fn).__name__
+    assert "Convolution" in type(one(x1.detach()).grad_fn).__name__  # training: nn.Conv2d's own path
+    assert "Convolution" in type(rgb(x3).grad_fn).__name__
+
+
+def test_input_conv_refuses_what_its_backward_does_not_cover():
+    from models.input_conv import InputConv2d
+
+    for kwargs in (dict(stride=2), dict(dilation=2), dict(padding=3), dict(padding="same"), dict(padding_mode="reflect")):
+        with pytest.raises(ValueError, match="InputConv2d needs stride 1"):
+            InputConv2d(1, 4, 3, **kwargs)

@@ -224,7 +224,7 @@ def test_prototype_steps_follow_the_module_after_moves():
 def test_state_dict_holds_prototypes_and_branches_and_loads_into_a_fresh_objective():
     torch.manual_seed(0)
     model = build_model("cnn", 1, 8, 10)
-    obj = PCL(10, proto_init="class_means")
+    obj = PCL(10, proto_init="class_means", branch="gap+fc")
     obj.attach(model)
     state = obj.state_dict()
     assert state["pull_prototypes"].shape == state["push_prototypes"].shape == (10, sum(obj.tap_dims))
@@ -235,7 +235,7 @@ def test_state_dict_holds_prototypes_and_branches_and_loads_into_a_fresh_objecti
     assert "seeded" in state
     # a fresh objective (as engine.train.load_run builds it, without the model) takes the checkpoint
     rng = torch.get_rng_state()
-    fresh = PCL(10, proto_init="class_means")
+    fresh = PCL(10, proto_init="class_means", branch="gap+fc")
     fresh.load_state_dict(state)
     assert torch.equal(torch.get_rng_state(), rng)  # rebuilding the structure did not touch the RNG
     assert fresh.supervised_layers == [0, 1, 2] and fresh.tap_dims == obj.tap_dims
@@ -246,7 +246,7 @@ def test_state_dict_holds_prototypes_and_branches_and_loads_into_a_fresh_objecti
     features, z = model.forward_features(x)
     assert torch.equal(fresh.nearest_prototype(features), obj.nearest_prototype(features))
     # and an attached objective loads it as it is
-    again = PCL(10, proto_init="class_means")
+    again = PCL(10, proto_init="class_means", branch="gap+fc")
     again.attach(model)
     again.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), obj.parameters()))
@@ -354,7 +354,7 @@ def test_the_shared_shape():
     gaps = [float((c[i] - c[j]).norm()) for i in range(K) for j in range(K) if i != j]
     assert d["mean_prototype_distance"] == pytest.approx(np.mean(gaps), rel=1e-6)
     assert PCL.defaults() == {"lam_pull": 1.0, "lam_push": 1e-4, "lr_pull": 0.5, "lr_push": 1e-4,
-                              "warmup_epochs": 10, "taps": 3, "branch": "gap+fc", "proto_init": "randn",
+                              "warmup_epochs": 10, "taps": 3, "branch": "gap", "proto_init": "randn",
                               "prediction": "softmax"}
     with pytest.raises(ConfigError, match="attach"):
         PCL(K).tap_features([])
@@ -383,6 +383,10 @@ def test_unknown_constants_and_dubious_push_weights():
 
 @pytest.mark.slow
 def test_short_training_on_digits_beats_chance_by_far(monkeypatch):
+    """15 epochs, CE for the first 3. When the pull terms switch on, the N(0, 1) prototypes sit ~165
+    (squared) from the features, which pulls the trunk itself with the default "gap" branch: test
+    accuracy dips from 0.60 to 0.32 and recovers to ~0.72 as the cosine schedule runs out (measured).
+    The quick preset's 100 epochs reach 0.98 (closing note of issue 3). Chance is 0.1."""
     monkeypatch.setitem(engine.objectives.OBJECTIVES, "pcl", PCL)
     from engine.config import ObjectiveSpec, TrainConfig
     from engine.train import train_job
@@ -392,7 +396,7 @@ def test_short_training_on_digits_beats_chance_by_far(monkeypatch):
                                    epochs=15, device="cpu"))
     seconds = time.perf_counter() - started
     history = rec["history"]
-    assert rec["final"]["test_acc"] > 0.8, (rec["final"]["test_acc"], seconds)
+    assert rec["final"]["test_acc"] > 0.6, (rec["final"]["test_acc"], seconds)
     assert all(e["loss"]["loss"] == pytest.approx(e["loss"]["ce"]) for e in history[:3])  # warm-up: CE only
     assert history[-1]["loss"]["pull"] < history[2]["loss"]["pull"] / 10  # the pull term does its job
 

@@ -74,18 +74,23 @@ def job_panel(limit: int = 6) -> None:
 
 
 # --- objectives' constants -------------------------------------------------------------------------
-def param_input(objective: type[Objective] | str, param: Param, key: str) -> Any:
-    """An input for one constant of an objective (or an attack: pass its description as a string)."""
+def param_input(objective: type[Objective] | str, param: Param, key: str, preset: tuple[str, Any] | None = None) -> Any:
+    """An input for one constant of an objective (or an attack: pass its description as a string),
+    prefilled with its default, or with ``preset = (preset name, value)`` where a preset sets it."""
     label = f"{param.name}"
     source = objective if isinstance(objective, str) else objective.citation
     help_text = f"{param.help}. Default {param.default} ({source})."
+    value = param.default
+    if preset is not None:
+        value = param.kind(preset[1])
+        help_text += f" Prefilled with the {preset[0]} preset's {value} (see the note above)."
     if param.choices is not None:
-        return st.selectbox(label, param.choices, index=param.choices.index(param.default), help=help_text, key=key)
+        return st.selectbox(label, param.choices, index=param.choices.index(value), help=help_text, key=key)
     if isinstance(param.default, bool):
-        return st.checkbox(label, value=param.default, help=help_text, key=key)
+        return st.checkbox(label, value=value, help=help_text, key=key)
     if isinstance(param.default, int):
-        return st.number_input(label, value=param.default, step=1, help=help_text, key=key)
-    return st.number_input(label, value=float(param.default), format="%g", help=help_text, key=key)
+        return st.number_input(label, value=value, step=1, help=help_text, key=key)
+    return st.number_input(label, value=float(value), format="%g", help=help_text, key=key)
 
 
 def attack_param_inputs(attack: str, key: str) -> dict[str, Any]:

@@ -73,16 +73,17 @@ class CenterLoss(Objective):
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
         z = fp32(z)
         ce = F.cross_entropy(self.classifier(z), y)
-        center = 0.5 * ((z - self.centres.to(z.dtype)[y]) ** 2).sum(1).mean()
+        # ½ mean_i ‖z_i − c_{y_i}‖² as one fused op (one backward pass instead of five nodes)
+        center = F.mse_loss(z, self.centres.to(z.dtype).index_select(0, y), reduction="sum") * (0.5 / z.shape[0])
         loss = ce + self.lam * center
         return LossOutput(loss, {"loss": loss.detach(), "ce": ce.detach(), "center": center.detach()})
 
     @torch.no_grad()
     def after_step(self, z: torch.Tensor, y: torch.Tensor) -> None:
         c = self.centres
-        onehot = F.one_hot(y, self.num_classes).to(c.dtype)  # (B, K)
-        counts = onehot.sum(0)[:, None]  # n_j
-        delta = (counts * c - onehot.T @ z.to(c.dtype)) / (1.0 + counts)  # Σ_{y_i=j}(c_j − z_i)/(1 + n_j)
+        counts = torch.bincount(y, minlength=self.num_classes).to(c.dtype)[:, None]  # n_j
+        sums = torch.zeros_like(c).index_add_(0, y, z.to(c.dtype))  # Σ_{y_i=j} z_i
+        delta = (counts * c - sums) / (1.0 + counts)  # Σ_{y_i=j}(c_j − z_i)/(1 + n_j)
         c.sub_(self.alpha * delta)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:

@@ -150,11 +150,10 @@ class _NumpyOps:
 
     @staticmethod
     def logdet_inverse(cov):
-        try:
-            chol = np.linalg.cholesky(cov)
-            return 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(1), np.linalg.inv(cov)
-        except np.linalg.LinAlgError:  # not positive definite despite the ridge
-            return np.linalg.slogdet(cov)[1], np.linalg.inv(cov)
+        # torch's batched Cholesky on the same memory (no copy): a third cheaper than np.linalg's
+        # cholesky + inv, whose per-call checks cost more than the 10×10 factorisations themselves
+        logdet, inverse = _TorchOps.logdet_inverse(torch.from_numpy(np.ascontiguousarray(cov)))
+        return logdet.numpy(), inverse.numpy()
 
 
 # On the CPU the statistics of a (200 × 10) batch cost ~45 tiny operations, and torch's per-operation
@@ -299,11 +298,15 @@ class _GCCSLoss(torch.autograd.Function):
             kl_sum, kurt_sum, table, g_full = gccs_sums_and_gradient_table(st, var_t, lam, absolute, xp)
         ctx.saved = (table, g_full, onehot, y, st["c"], st["n"], "g_diag" in st)
         ctx.on_numpy, ctx.batch = on_numpy, batch
-        if on_numpy:
-            kl_sum, kurt_sum = torch.tensor(float(kl_sum), dtype=dtype), torch.tensor(float(kurt_sum), dtype=dtype)
-        total = kl_sum + kurt_sum
+        if on_numpy:  # the four scalars as one tensor: one conversion, no torch arithmetic
+            total = float(kl_sum) + float(kurt_sum)
+            loss, total, kl_sum, kurt_sum = torch.tensor([total / batch, total, float(kl_sum), float(kurt_sum)],
+                                                         dtype=dtype).unbind()
+        else:
+            total = kl_sum + kurt_sum
+            loss = total / batch
         ctx.mark_non_differentiable(total, kl_sum, kurt_sum)
-        return total / batch, total, kl_sum, kurt_sum
+        return loss, total, kl_sum, kurt_sum
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -6,6 +6,7 @@ ICLR 2020 (../shared/papers/001_*.txt, spec: ../shared/spec/seed-mmc.md).
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 from .base import LossOutput, Objective, Param, fp32
 from .centres import max_mahalanobis_centres
@@ -76,7 +77,11 @@ class MMC(Objective):
         return 0.5 * (z - centres[labels]).pow(2).sum(1)
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
-        loss = self.half_sq_dist(z, y).mean()
+        # The batch mean of half_sq_dist as one fused op: mse_loss's backward is a single pass, where
+        # sub/pow/sum/mean and centres[y] each cost an autograd node (~30 % of the loss's time on the
+        # digits CNN); index_select is the cheaper gather.
+        z, centres = self._centres_like(z)
+        loss = F.mse_loss(z, centres.index_select(0, y), reduction="sum") * (0.5 / z.shape[0])
         return LossOutput(loss, {"loss": loss.detach()})
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:

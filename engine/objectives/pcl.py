@@ -142,9 +142,11 @@ class PCL(Objective):
         warmup_epochs (int): CE-only epochs before the PCL terms switch on. Default: 10.
         taps (int): how many of the deepest tensors of ``model.forward_features`` are supervised
             (capped at the model's count). Default: 3 (Table 11's best, layers 3+4+5).
-        branch (str): "gap+fc" (global average pool, then a linear layer C → 4·C, as Table 1's layer-3
-            branch GAP(128) → FC(512)) or "gap" (pooling only: the tap is the trunk's own feature, as
-            Table 1's layers 4–5 and the official code). Default: "gap+fc".
+        branch (str): "gap" (global average pooling of a feature map; a feature vector passes as it
+            is: Table 1's CNN-6 taps "GAP → L_PC", FC(512), FC(64), the official code's taps, and
+            spec A16's "taps are the tensors passed to the next layer") or "gap+fc" (pooling, then a
+            linear layer C → 4·C at every tap, as Table 1's ResNet layer-3 branch GAP(128) → FC(512)).
+            Default: "gap".
         proto_init (str): "randn" (N(0, 1), the official code) or "class_means" (each class's pull and
             push prototypes are set to the mean of its tap features in the first PCL batch that holds
             the class; spec A6). Default: "randn".
@@ -175,8 +177,9 @@ class PCL(Objective):
               minimum=0, maximum=100_000),
         Param("taps", 3, "number of deepest feature depths supervised (PCL Table 11: layers 3+4+5 best); "
               "capped at the model's", minimum=1, maximum=64),
-        Param("branch", "gap+fc", "auxiliary branch G_φ per tap (PCL Fig. 3): gap+fc, GAP → FC(4C) (Table 1 "
-              "layer 3); gap, pooling only (Table 1 layers 4–5, official code)", choices=("gap+fc", "gap")),
+        Param("branch", "gap", "auxiliary branch G_φ per tap (PCL Fig. 3): gap, pooling only (Table 1's CNN-6 "
+              "taps, official code); gap+fc, GAP → FC(4C) at every tap (Table 1's ResNet layer-3 branch)",
+              choices=("gap", "gap+fc")),
         Param("proto_init", "randn", "randn: prototypes ~N(0, 1) (PCL official code); class_means: each class's "
               "prototypes start at its tap-feature mean in the first PCL batch holding it (spec A6 option)",
               choices=("randn", "class_means")),
