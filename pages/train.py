@@ -16,7 +16,7 @@ OBJECTIVE_NOTES = {
     "mat": "The constants' defaults α = 1, β = 6 and BIBO ε 0.3 / step 0.01 / 40 steps are TRADES' MNIST ones (the "
            "MAT paper's appendix with its recipe is missing). On digits under the quick preset they reached only 20 % "
            "test accuracy, so the quick preset sets β = 0.5 and BIBO ε 0.1 / step 0.025 / 10 steps (96 % test "
-           "accuracy, 56 % under PGD-10 at ε 0.1; β = 1: 90 %). For MNIST, restore the defaults. BIBO costs about "
+           "accuracy, 56 % under PGD-10 at ε 0.1; β = 1: 90 %); other data sets get the defaults. BIBO costs about "
            "(inner steps + 1) model passes per step.",
     "pcl": "The first warmup_epochs train CE only (PCL Algorithm 1); pull and push are still plotted.",
 }
@@ -30,15 +30,16 @@ st.caption("Defaults are the " + PRESET_NOTES["quick"] + ". Several objectives t
 names = st.multiselect("objectives", list(OBJECTIVES), default=["ce", "gccs"],
                        format_func=lambda n: f"{n} · {OBJECTIVES[n].title}",
                        help="Each becomes one stored run; all of them see the same batches.")
+# Outside the form, so that what depends on them follows as soon as they change: the constants a
+# preset tunes to its data set, and the stored runs one can fine-tune from.
+c1, c2, c3 = st.columns(3)
+dataset = c1.selectbox("dataset", list(DATASETS), index=list(DATASETS).index(quick["dataset"]),
+                       format_func=lambda d: f"{d} · {DATASETS[d].label}",
+                       help="digits is embedded (scikit-learn); the others load through torchvision "
+                            "from $SIMPLEX_DATA_DIR, or download when allowed below.")
+model = c2.selectbox("model", ARCHITECTURES, index=ARCHITECTURES.index(quick["model"]), format_func=MODEL_LABELS.get)
+device = c3.selectbox("device", DEVICES, help="auto: the GPU when there is one, else the CPU.")
 with st.form("train-form"):
-    c1, c2, c3 = st.columns(3)
-    dataset = c1.selectbox("dataset", list(DATASETS), index=list(DATASETS).index(quick["dataset"]),
-                           format_func=lambda d: f"{d} · {DATASETS[d].label}",
-                           help="digits is embedded (scikit-learn); the others load through torchvision "
-                                "from $SIMPLEX_DATA_DIR, or download when allowed below.")
-    model = c2.selectbox("model", ARCHITECTURES, index=ARCHITECTURES.index(quick["model"]), format_func=MODEL_LABELS.get)
-    device = c3.selectbox("device", DEVICES, help="auto: the GPU when there is one, else the CPU.")
-
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("epochs", min_value=1, max_value=100_000, value=quick["epochs"])
     batch_size = c2.number_input("batch size", min_value=2, max_value=100_000, value=quick["batch_size"],
@@ -97,11 +98,13 @@ with st.form("train-form"):
             per_row = 5
             for start in range(0, len(cls.PARAMS), per_row):
                 row = cls.PARAMS[start:start + per_row]
+                tuned = preset_params("quick", name, dataset)  # empty off digits: the defaults
                 for param, col in zip(row, st.columns(per_row)):
                     with col:
-                        tuned = preset_params("quick", name)
+                        # its own key per prefill, so that changing the data set swaps the value
+                        suffix = "-quick" if param.name in tuned else ""
                         params[name][param.name] = param_input(
-                            cls, param, key=f"param-{name}-{param.name}",
+                            cls, param, key=f"param-{name}-{param.name}{suffix}",
                             preset=("quick", tuned[param.name]) if param.name in tuned else None)
 
     c1, c2 = st.columns(2)

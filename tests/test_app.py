@@ -93,10 +93,16 @@ def test_train_page_prefills_the_quick_presets_mat_constants():
     assert not at.exception
     values = {ni.key: ni.value for ni in at.number_input}
     for name, value in PRESET_PARAMS["quick"]["mat"].items():
-        assert values[f"param-mat-{name}"] == value
+        assert values[f"param-mat-{name}-quick"] == value
     assert values["param-mat-alpha"] == 1.0  # not tuned by the preset: the default
-    beta = next(ni for ni in at.number_input if ni.key == "param-mat-beta")
+    beta = next(ni for ni in at.number_input if ni.key == "param-mat-beta-quick")
     assert "Default 6.0" in beta.help and "quick preset" in beta.help
+    # another data set: the constants' own defaults (TRADES' MNIST values), as on the command line
+    next(sb for sb in at.selectbox if sb.label == "dataset").set_value("mnist")
+    at.run()
+    assert not at.exception
+    values = {ni.key: ni.value for ni in at.number_input}
+    assert values["param-mat-beta"] == 6.0 and values["param-mat-bibo_eps"] == 0.3 and values["param-mat-bibo_steps"] == 40
 
 
 def test_train_page_bad_input_is_a_message_not_a_traceback():
