@@ -3,8 +3,8 @@
 Each objective gets a workbench member (same model, same seed) and takes the workbench's own
 training step (``engine.train.train_step``: loss, hooks, optimiser) on the same batch; the
 contenders alternate (each timed step right after an untimed one of its own) and the medians are
-compared. Targets (issue 3): ≤ 1.10× CE for
-gccs, mmc, isce, center and pcl; MAT reports its BIBO cost separately, ≤ (inner steps + 1.2)× CE.
+compared. Targets (issue 3): ≤ 1.10× CE for gccs, mmc, isce, center and pcl; MAT reports its BIBO
+cost separately, ≤ (inner steps + 1.2)× CE.
 
     python benchmarks/bench_objectives.py [--model cnn] [--steps 40] [--repeats 3] [--threads 1]
     python benchmarks/bench_objectives.py --dataset mnist --synthetic   # MNIST-size images, random pixels
