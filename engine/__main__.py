@@ -185,6 +185,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def int_list(field: str, text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(f"{field} must be comma-separated integers, e.g. 50,100; got {text!r}") from None
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """DeepFool ρ, C&W ℓ2, an SPSA grid or the transfer matrix of stored runs (engine.evaluate.MEASURES),
+    cached per run and settings; prints this call's results and the Robustness page's tables."""
+    from .evaluate import MEASURES, measure_job, measure_settings, measure_tables
+
+    store = RunStore(args.store)
+    for run_id in args.run_ids:
+        if not store.has_run(run_id):
+            raise ConfigError(f"run_id: no stored run {run_id!r}; `python -m engine runs` lists them")
+    settings: dict[str, Any] = {"params": dict(parse_param(text)[:2] for text in args.param or [])}
+    if args.measure == "spsa-grid":
+        settings.update(eps=0.02 if args.eps is None else args.eps,
+                        iterations=int_list("--iterations", args.iterations or "50,100"),
+                        spsa_samples=int_list("--spsa-samples", args.spsa_samples or "512,1024,2048,8192"))
+    elif args.measure == "transfer":
+        settings.update(attack=args.attack, eps=0.1 if args.eps is None else args.eps)
+    settings = measure_settings(args.measure, settings)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "point" and not args.quiet:
+            print(f"[{args.measure}] {event['result']['run_id'][:6]} done{' (cached)' if event['cached'] else ''}",
+                  file=sys.stderr, flush=True)
+
+    points = measure_job(store, args.run_ids, args.measure, settings, args.samples, args.seed, args.force, "cpu",
+                         args.data_dir, on_event, cancel)["points"]
+    records = {r: store.get_run(r) for r in args.run_ids}
+    tables = measure_tables(store, args.run_ids, args.measure, records)
+    # points: this call's results; every_cached: the tables of every cached setting of this measure for
+    # these runs, as the Robustness page shows them
+    print(json.dumps({"measure": args.measure, "description": MEASURES[args.measure], "settings": settings,
+                      "samples": args.samples, "seed": args.seed, "points": points, "every_cached": tables},
+                     indent=2, ensure_ascii=False, default=float))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     print(json.dumps([run_summary(r, True) | {"created": r["created"]} for r in store.list_runs()], indent=2, ensure_ascii=False))
@@ -266,6 +314,28 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="recompute even if cached")
     e.add_argument("--quiet", action="store_true", help="no per-point progress on stderr")
     e.set_defaults(func=cmd_evaluate)
+
+    from .evaluate import MEASURES
+
+    m = sub.add_parser("measure", help="DeepFool, C&W, an SPSA grid or the transfer matrix of stored runs; "
+                                       "prints JSON", description="; ".join(f"{k}: {v}" for k, v in MEASURES.items()))
+    m.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    m.add_argument("--measure", choices=list(MEASURES), default="deepfool")
+    m.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a parameter of the measure's attack, e.g. steps=100 (cw), or of SPSA / the transfer attack")
+    m.add_argument("--eps", type=float, help="ε of spsa-grid (default 0.02) or transfer (default 0.1)")
+    m.add_argument("--attack", choices=[a for a, spec in ATTACKS.items() if spec.budget == "linf"], default="pgd",
+                   help="transfer: the attack crafted on each substitute run (default pgd)")
+    m.add_argument("--iterations", help="spsa-grid: comma-separated iteration counts (default 50,100)")
+    m.add_argument("--spsa-samples", dest="spsa_samples",
+                   help="spsa-grid: comma-separated perturbation samples (default 512,1024,2048,8192)")
+    m.add_argument("--samples", type=int, default=100, help="first N test samples (default 100)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
+    m.add_argument("--threads", type=int)
+    m.add_argument("--data-dir", dest="data_dir")
+    m.add_argument("--force", action="store_true", help="recompute even if cached")
+    m.add_argument("--quiet", action="store_true", help="no per-run progress on stderr")
+    m.set_defaults(func=cmd_measure)
 
     r = sub.add_parser("runs", help="list stored runs as JSON")
     r.set_defaults(func=cmd_runs)

@@ -418,6 +418,34 @@ MEASURES = {
 }
 
 
+def measure_settings(measure: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` of ``measure_job`` validated, with the defaults filled in (so that equal settings share
+    a cache key): deepfool / cw {"params"}; spsa-grid {"eps" (0.02), "iterations", "spsa_samples",
+    "params"}; transfer {"attack" (pgd), "eps" (0.1), "params"}. Bad input raises ConfigError."""
+    from .attacks import attack_params
+    from .objectives import ConfigError
+
+    if measure not in MEASURES:
+        raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
+    settings = dict(settings)
+    if measure in ("deepfool", "cw"):
+        settings["params"] = attack_params(measure, settings.get("params") or {})
+    elif measure == "spsa-grid":
+        settings["eps"] = validate_eps("spsa", [settings.get("eps", 0.02)])[0]
+        for axis, name in (("iterations", "iterations"), ("spsa_samples", "samples")):
+            values = settings.get(axis) or []
+            if not values:
+                raise ConfigError(f"spsa grid: {axis} needs at least one value")
+            settings[axis] = [attack_params("spsa", {name: v})[name] for v in values]
+        settings["params"] = {k: v for k, v in attack_params("spsa", settings.get("params") or {}).items()
+                              if k not in ("iterations", "samples")}
+    else:
+        settings["params"] = attack_params(settings.get("attack", "pgd"), settings.get("params") or {})
+        settings["attack"] = settings.get("attack", "pgd")
+        settings["eps"] = validate_eps(settings["attack"], [settings.get("eps", 0.1)])[0]
+    return settings
+
+
 def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any], samples: int | None = 100,
                 seed: int = 0, force: bool = False, device="cpu", data_dir=None,
                 on_event: Callable[[dict], None] | None = None, cancel=None) -> dict[str, Any]:

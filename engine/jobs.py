@@ -219,27 +219,9 @@ class JobManager:
     def submit_measure(self, run_ids: list[str], measure: str, settings: dict[str, Any], samples: int | None = 100,
                        seed: int = 0, force: bool = False, device: str = "cpu") -> str:
         """Queue a measure of engine.measures for several runs (``engine.evaluate.measure_job``)."""
-        from .attacks import attack_params
-        from .evaluate import MEASURES, measure_job, validate_eps
+        from .evaluate import measure_job, measure_settings
 
-        if measure not in MEASURES:
-            raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
-        settings = dict(settings)  # validated and with defaults filled in, so equal settings share a cache key
-        if measure in ("deepfool", "cw"):
-            settings["params"] = attack_params(measure, settings.get("params") or {})
-        elif measure == "spsa-grid":
-            settings["eps"] = validate_eps("spsa", [settings.get("eps", 0.02)])[0]
-            for axis, name in (("iterations", "iterations"), ("spsa_samples", "samples")):
-                values = settings.get(axis) or []
-                if not values:
-                    raise ConfigError(f"spsa grid: {axis} needs at least one value")
-                settings[axis] = [attack_params("spsa", {name: v})[name] for v in values]
-            settings["params"] = {k: v for k, v in attack_params("spsa", settings.get("params") or {}).items()
-                                  if k not in ("iterations", "samples")}
-        else:
-            settings["params"] = attack_params(settings.get("attack", "pgd"), settings.get("params") or {})
-            settings["attack"] = settings.get("attack", "pgd")
-            settings["eps"] = validate_eps(settings["attack"], [settings.get("eps", 0.1)])[0]
+        settings = measure_settings(measure, settings)  # validated, defaults filled in: equal settings share a key
         if not run_ids:
             raise ConfigError("runs: choose at least one stored run")
 

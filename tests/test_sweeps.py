@@ -246,3 +246,32 @@ def test_command_line_evaluate_runs_a_named_suite(trained):
     assert {r["objective"] for r in out["runs"]} == {"ce", "gccs"} and isinstance(out["warnings"], list)
     bad = subprocess.run(args[:6] + ["--suite", "nope"], cwd=root, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
+
+
+def test_command_line_measure_prints_the_tables_and_caches(trained, capsys):
+    import json
+
+    from engine.__main__ import main
+
+    store, (ce, gccs), _ = trained
+    args = ["--store", str(store.path), "measure", ce, gccs, "--measure", "deepfool", "--samples", "30",
+            "--param", "steps=20", "--quiet"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"]["params"]["steps"] == 20 and out["samples"] == 30
+    assert [p["run_id"] for p in out["points"]] == [ce, gccs]
+    assert all(p["settings"] == out["settings"] for p in out["points"])
+    rows = [r for r in out["every_cached"]["rows"] if r["samples"] == 30]  # other tests cache other settings
+    assert [r["run"][:4] for r in rows] == ["CE (", "GCCS"] and all("steps=20" in r["parameters"] for r in rows)
+    # the same settings again: read from the cache, the same numbers
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["points"] == out["points"]
+    # an SPSA grid from its comma-separated axes; bad axes and unknown runs are clear messages
+    assert main(["--store", str(store.path), "measure", ce, "--measure", "spsa-grid", "--eps", "0.1",
+                 "--iterations", "1,2", "--spsa-samples", "4", "--samples", "10", "--quiet"]) == 0
+    grid = json.loads(capsys.readouterr().out)
+    assert grid["settings"]["iterations"] == [1, 2] and grid["settings"]["spsa_samples"] == [4]
+    assert main(["--store", str(store.path), "measure", ce, "--measure", "spsa-grid", "--iterations", "1,x"]) == 2
+    assert "--iterations must be comma-separated integers" in capsys.readouterr().err
+    assert main(["--store", str(store.path), "measure", "nope"]) == 2
+    assert "no stored run 'nope'" in capsys.readouterr().err
