@@ -99,15 +99,22 @@ def progress_printer(quiet: bool):
     return on_event
 
 
+def interruptible(args: argparse.Namespace) -> threading.Event:
+    """Apply --threads; return the event Ctrl-C sets, which the job checks between steps (a cancelled
+    training stores nothing, a cancelled sweep or measure keeps the points it finished)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    return cancel
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     config = build_config(args)
     store = RunStore(args.store)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cancel = interruptible(args)
     if args.preset:
         print(PRESET_NOTES[args.preset], file=sys.stderr)
-    cancel = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: cancel.set())  # Ctrl-C stops within one step, stores nothing
     existing = {config.run_id(o) for o in config.objectives if store.has_run(config.run_id(o))}
     records = train_job(config, store, force=args.force, on_event=progress_printer(args.quiet), cancel=cancel,
                         data_dir=args.data_dir, download=args.download)
@@ -166,10 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import suite_job
 
     store = RunStore(args.store)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cancel = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    cancel = interruptible(args)
 
     def on_event(event: dict[str, Any]) -> None:
         if event["type"] == "point" and not args.quiet:
@@ -211,10 +215,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     elif args.measure == "transfer":
         settings.update(attack=args.attack, eps=0.1 if args.eps is None else args.eps)
     settings = measure_settings(args.measure, settings)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cancel = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    cancel = interruptible(args)
 
     def on_event(event: dict[str, Any]) -> None:
         if event["type"] == "point" and not args.quiet:
