@@ -240,6 +240,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_evaluation_args(p: argparse.ArgumentParser, samples_default: int | None, progress: str | None) -> None:
+    """The flags every command that evaluates stored runs shares (attack, evaluate, measure)."""
+    samples_help = ("first N test samples (default: the whole test split)" if samples_default is None
+                    else f"first N test samples (default {samples_default})")
+    p.add_argument("--samples", type=int, default=samples_default, help=samples_help)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--data-dir", dest="data_dir")
+    p.add_argument("--force", action="store_true", help="recompute even if cached")
+    if progress:
+        p.add_argument("--quiet", action="store_true", help=f"no per-{progress} progress on stderr")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Simplex Workbench, headless.")
     p.add_argument("--store", help="store folder (default: $SIMPLEX_STORE or ~/.cache/simplex-workbench/store)")
@@ -296,30 +309,19 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated budgets: ℓ∞ ε in [0, 1] pixel units for most attacks (σ for gaussian-noise, "
                         "degrees for rotation)")
     a.add_argument("--param", action="append", metavar="NAME=VALUE", help="attack parameter, e.g. steps=10")
-    a.add_argument("--samples", type=int, help="first N test samples (default: the whole test split)")
-    a.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
-    a.add_argument("--threads", type=int)
-    a.add_argument("--data-dir", dest="data_dir")
-    a.add_argument("--force", action="store_true", help="recompute even if cached")
+    add_evaluation_args(a, None, None)
     a.set_defaults(func=cmd_attack)
 
-    from .evaluate import SUITES  # noqa: PLC0415
+    from .evaluate import MEASURES, SUITES  # noqa: PLC0415
     e = sub.add_parser("evaluate", help="a named suite of attack sweeps on stored runs; prints JSON",
                        description="Suites: " + "; ".join(f"{k}: {v[0]}" for k, v in SUITES.items()))
     e.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     e.add_argument("--suite", choices=list(SUITES), default="pgd10")
-    e.add_argument("--samples", type=int, help="first N test samples (default: the whole test split)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
-    e.add_argument("--threads", type=int)
-    e.add_argument("--data-dir", dest="data_dir")
-    e.add_argument("--force", action="store_true", help="recompute even if cached")
-    e.add_argument("--quiet", action="store_true", help="no per-point progress on stderr")
+    add_evaluation_args(e, None, "point")
     e.set_defaults(func=cmd_evaluate)
 
-    from .evaluate import MEASURES
-
     m = sub.add_parser("measure", help="DeepFool, C&W, an SPSA grid or the transfer matrix of stored runs; "
-                                       "prints JSON", description="; ".join(f"{k}: {v}" for k, v in MEASURES.items()))
+                                       "prints JSON", description="; ".join(f"{k}: {v.removeprefix(k + ': ')}" for k, v in MEASURES.items()))
     m.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     m.add_argument("--measure", choices=list(MEASURES), default="deepfool")
     m.add_argument("--param", action="append", metavar="NAME=VALUE",
@@ -330,12 +332,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--iterations", help="spsa-grid: comma-separated iteration counts (default 50,100)")
     m.add_argument("--spsa-samples", dest="spsa_samples",
                    help="spsa-grid: comma-separated perturbation samples (default 512,1024,2048,8192)")
-    m.add_argument("--samples", type=int, default=100, help="first N test samples (default 100)")
-    m.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
-    m.add_argument("--threads", type=int)
-    m.add_argument("--data-dir", dest="data_dir")
-    m.add_argument("--force", action="store_true", help="recompute even if cached")
-    m.add_argument("--quiet", action="store_true", help="no per-run progress on stderr")
+    add_evaluation_args(m, 100, "run")
     m.set_defaults(func=cmd_measure)
 
     r = sub.add_parser("runs", help="list stored runs as JSON")
