@@ -4,7 +4,7 @@ and the time to redraw the latent view under attack for a new ε from the cache.
 Sweep: both attack the same trained model (a CE run trained here on digits, unless --run names a
 stored one) on the same test samples over the same ε grid, in batches of 100, with the same PGD
 settings; the contenders alternate and the medians are compared. The workbench side is the whole
-path of a sweep job (``engine.evaluate.sweep_job`` with --force: loading the run and the data,
+path of a sweep job (``engine.robustness.sweep_job`` with --force: loading the run and the data,
 the attack, predictions by the objective's rule, writing every point to the store).
 Target (issue 4): ≤ 1.10×.
 
@@ -29,7 +29,7 @@ from common import parser, setup, sync
 from engine.attacks import LogitsModel
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.data import load_dataset
-from engine.evaluate import sweep_job
+from engine.robustness import sweep_job
 from engine.latent import cached_shift, shift_point, shift_view
 from engine.train import load_run, train_job
 from ui.figures import distance_histogram, shift_figure

@@ -68,7 +68,7 @@ class RunStore:
 
     def get_result(self, key: str) -> Any:
         """A cached evaluation result (e.g. robust accuracy of a run under an attack at one ε), or None.
-        Keys come from ``engine.evaluate.result_key``."""
+        Keys come from ``engine.robustness.result_key``."""
         return self.cache.get(f"result:{key}")
 
     def put_result(self, key: str, value: Any) -> None:

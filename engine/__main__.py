@@ -133,7 +133,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     from .attacks import attack_params
     from .data import load_dataset
-    from .evaluate import accuracy_point, sanity_warnings, validate_eps
+    from .robustness import accuracy_point, validate_eps
+    from .sanity import sanity_warnings
     from .train import load_run
 
     store = RunStore(args.store)
@@ -169,8 +170,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """A named suite of sweeps on several stored runs (engine.evaluate.SUITES); cached point by point."""
-    from .evaluate import suite_job
+    """A named suite of sweeps on several stored runs (engine.robustness.SUITES); cached point by point."""
+    from .robustness import suite_job
 
     store = RunStore(args.store)
     cancel = interruptible(args)
@@ -199,9 +200,9 @@ def int_list(field: str, text: str | None) -> list[int] | None:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    """DeepFool ρ, C&W ℓ2, an SPSA grid or the transfer matrix of stored runs (engine.evaluate.MEASURES),
+    """DeepFool ρ, C&W ℓ2, an SPSA grid or the transfer matrix of stored runs (engine.robustness.MEASURES),
     cached per run and settings; prints this call's results and the Robustness page's tables."""
-    from .evaluate import MEASURES, measure_job, measure_settings, measure_tables
+    from .measures import MEASURES, measure_job, measure_settings, measure_tables
 
     store = RunStore(args.store)
     for run_id in args.run_ids:
@@ -312,7 +313,8 @@ def parser() -> argparse.ArgumentParser:
     add_evaluation_args(a, None, None)
     a.set_defaults(func=cmd_attack)
 
-    from .evaluate import MEASURES, SUITES  # noqa: PLC0415
+    from .measures import MEASURES  # noqa: PLC0415
+    from .robustness import SUITES  # noqa: PLC0415
     e = sub.add_parser("evaluate", help="a named suite of attack sweeps on stored runs; prints JSON",
                        description="Suites: " + "; ".join(f"{k}: {v[0]}" for k, v in SUITES.items()))
     e.add_argument("run_ids", nargs="+", metavar="RUN_ID")

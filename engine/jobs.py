@@ -97,7 +97,7 @@ class Job:
                                                  "y": event["labels"], "geometry": event["geometry"],
                                                  "views": event["views"]}
                 self.samples_per_s = metrics["samples_per_s"]
-            elif kind == "sweep-start":  # evaluations (engine.evaluate.sweep_job, engine.latent.shift_job)
+            elif kind == "sweep-start":  # evaluations (engine.robustness.sweep_job, engine.latent.shift_job)
                 self.runs = event["runs"]
                 self.class_names = event.get("class_names", [])
                 self.detail = f"0/{event['points']} points"
@@ -177,9 +177,9 @@ class JobManager:
     def submit_sweep(self, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
                      samples: int | None = None, seed: int = 0, force: bool = False, device: str = "cpu",
                      title: str | None = None) -> str:
-        """Queue a robust-accuracy sweep (``engine.evaluate.sweep_job``); bad settings fail here."""
+        """Queue a robust-accuracy sweep (``engine.robustness.sweep_job``); bad settings fail here."""
         from .attacks import attack_params
-        from .evaluate import sweep_job, validate_eps
+        from .robustness import sweep_job, validate_eps
 
         params = attack_params(attack, params)
         eps = validate_eps(attack, eps)
@@ -199,7 +199,7 @@ class JobManager:
                      samples: int = 1000, seed: int = 0, force: bool = False, device: str = "cpu") -> str:
         """Queue the latents of runs under attack over an ε grid (``engine.latent.shift_job``)."""
         from .attacks import attack_params
-        from .evaluate import validate_eps
+        from .robustness import validate_eps
         from .latent import shift_job
 
         params = attack_params(attack, params)
@@ -218,8 +218,8 @@ class JobManager:
 
     def submit_measure(self, run_ids: list[str], measure: str, settings: dict[str, Any], samples: int | None = 100,
                        seed: int = 0, force: bool = False, device: str = "cpu") -> str:
-        """Queue a measure of engine.measures for several runs (``engine.evaluate.measure_job``)."""
-        from .evaluate import measure_job, measure_settings
+        """Queue a measure of engine.measures for several runs (``engine.robustness.measure_job``)."""
+        from .measures import measure_job, measure_settings
 
         settings = measure_settings(measure, settings)  # validated, defaults filled in: equal settings share a key
         if not run_ids:

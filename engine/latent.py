@@ -116,7 +116,7 @@ def shift_point(store, run_id: str, model, objective, x, y, attack: str, params:
     """``attacked_latents`` of one run at one ε, from the store when cached, else computed and stored.
     ``samples``: the subset size asked for, which names the entry (default len(y); a small test split
     gives fewer points than asked, and the page asks with the number the user typed)."""
-    from .evaluate import cached_point
+    from .robustness import cached_point
 
     def compute() -> dict[str, Any]:
         out = attacked_latents(model, objective, x, y, attack, params, eps, cancel=cancel, progress=progress)
@@ -132,10 +132,10 @@ def shift_job(store, run_ids: list[str], attack: str, params: dict[str, Any], ep
               on_event: Callable[[dict], None] | None = None, cancel=None) -> dict[str, Any]:
     """Latents of several runs under one attack at every ε of a grid (ε = 0 included: the clean
     latents), on the fixed test subset the training snapshots show (``engine.train.fixed_subset``).
-    Events and cancellation as ``engine.evaluate.sweep_job``; each (run, ε) is cached at once.
+    Events and cancellation as ``engine.robustness.sweep_job``; each (run, ε) is cached at once.
     Returns {"points": [result dicts without the arrays]}."""
     from .attacks import attack_params
-    from .evaluate import load_for_evaluation
+    from .robustness import load_for_evaluation
     from .train import Cancelled, fixed_subset
 
     emit = on_event or (lambda event: None)
@@ -177,7 +177,7 @@ def shift_settings(attack: str, params: dict[str, Any], eps: float, samples: int
 def cached_shift(store, run_id: str, attack: str, params: dict[str, Any], eps: float, samples: int,
                  seed: int = 0) -> dict[str, Any] | None:
     """The stored latents of one run under one attack at one ε, or None (never computes)."""
-    from .evaluate import result_key
+    from .robustness import result_key
 
     return store.get_result(result_key(run_id, "shift", shift_settings(attack, params, eps, samples, seed)))
 

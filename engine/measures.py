@@ -10,7 +10,7 @@ Every function takes (model, objective) pairs of trained runs, test tensors x (N
 and y (N,), works in batches of ``batch_size`` (100, as GCCS §5), checks ``cancel`` (a
 threading.Event) before each batch and raises InterruptedError("cancelled") when it is set, and calls
 ``progress(done, total)`` after each batch. Decisions use ``objective.test_predictions``, the run's
-own decision rule, as ``engine.evaluate.robust_accuracy`` does; attacks come from the registry
+own decision rule, as ``engine.robustness.robust_accuracy`` does; attacks come from the registry
 (``engine.attacks``) and so run on the objective's logits. ``seed`` seeds torch's generator once
 before the work (random starts and targets are reproducible).
 """
@@ -23,7 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .attacks import attack_params, build_attack
+from .config import settings_hash
 from .objectives import ConfigError
+from .robustness import load_for_evaluation, result_key, validate_eps
 
 Progress = Callable[[int, int], None] | None
 
@@ -219,7 +221,7 @@ def transfer_matrix(runs: Mapping[str, Sequence] | Sequence[Sequence], x: torch.
     Arguments:
         runs: name -> (model, objective[, record]), or a sequence of such tuples (named "0", "1", ...).
         sources, targets: names to use as rows / columns. Default: every run.
-        attack, eps, params: as ``engine.evaluate.robust_accuracy`` (registry name, budget, parameters);
+        attack, eps, params: as ``engine.robustness.robust_accuracy`` (registry name, budget, parameters);
             examples are crafted once per source, with ``seed`` reseeded before each source.
 
     Returns: {"measure", "sources", "targets", "accuracy" (rows: sources, columns: targets), "attack",
@@ -254,3 +256,141 @@ def transfer_matrix(runs: Mapping[str, Sequence] | Sequence[Sequence], x: torch.
     return {"measure": "transfer", "sources": sources, "targets": targets,
             "accuracy": [[correct[s, t] / len(x) for t in targets] for s in sources], "attack": attack, "eps": eps,
             "params": params, "samples": len(y), "seed": seed, "seconds": time.perf_counter() - started}
+# --- measures as background work --------------------------------------------------
+MEASURES = {
+    "deepfool": "DeepFool ρ = mean ‖r̂‖₂/‖x‖₂ and success rate (GCCS Table 6, I-SCE Fig. 8)",
+    "cw": "C&W ℓ2 with a binary search over c: mean ℓ2 of the successful examples and success rate (MMC Table 2)",
+    "spsa-grid": "SPSA accuracy over iterations × perturbation samples at one ε (GCCS Table 7, MMC Table 3)",
+    "transfer": "transfer: examples crafted on each substitute run, classified by every run (MMC Fig. 4)",
+}
+
+
+def measure_settings(measure: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` of ``measure_job`` validated, with the defaults filled in (so that equal settings share
+    a cache key): deepfool / cw {"params"}; spsa-grid {"eps" (0.02), "iterations", "spsa_samples",
+    "params"}; transfer {"attack" (pgd), "eps" (0.1), "params"}. Bad input raises ConfigError."""
+    if measure not in MEASURES:
+        raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
+    settings = dict(settings)
+    if measure in ("deepfool", "cw"):
+        settings["params"] = attack_params(measure, settings.get("params") or {})
+    elif measure == "spsa-grid":
+        settings["eps"] = validate_eps("spsa", [settings.get("eps", 0.02)])[0]
+        for axis, name in (("iterations", "iterations"), ("spsa_samples", "samples")):
+            values = settings.get(axis) or []
+            if not values:
+                raise ConfigError(f"spsa grid: {axis} needs at least one value")
+            settings[axis] = [attack_params("spsa", {name: v})[name] for v in values]
+        settings["params"] = {k: v for k, v in attack_params("spsa", settings.get("params") or {}).items()
+                              if k not in ("iterations", "samples")}
+    else:
+        settings["params"] = attack_params(settings.get("attack", "pgd"), settings.get("params") or {})
+        settings["attack"] = settings.get("attack", "pgd")
+        settings["eps"] = validate_eps(settings["attack"], [settings.get("eps", 0.1)])[0]
+    return settings
+
+
+def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any], samples: int | None = 100,
+                seed: int = 0, force: bool = False, device="cpu", data_dir=None,
+                on_event: Callable[[dict], None] | None = None, cancel=None) -> dict[str, Any]:
+    """One measure of ``engine.measures`` for each run (for ``transfer``: one row per substitute run,
+    classified by every chosen run), each cached at once under the run as kind ``measure``.
+
+    ``settings``: deepfool / cw: {"params": the attack's parameters}; spsa-grid: {"eps", "iterations",
+    "spsa_samples", "params"}; transfer: {"attack", "eps", "params"}. Events as ``sweep_job``.
+    """
+    if measure not in MEASURES:
+        raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
+    emit = on_event or (lambda event: None)
+    loaded, x, y = load_for_evaluation(store, run_ids, samples, device, data_dir)
+    emit({"type": "sweep-start", "runs": [{"run_id": r, "objective": loaded[r][2]["objective"]} for r in run_ids],
+          "points": len(run_ids), "class_names": loaded[run_ids[0]][2]["class_names"]})
+    targets = list(run_ids) if measure == "transfer" else None
+    points = []
+    for index, run_id in enumerate(run_ids):
+        key_settings = {"settings": settings, "samples": len(y), "seed": seed, "targets": targets}
+        key = result_key(run_id, measure, key_settings)
+        result = None if force else store.get_result(key)
+        cached = isinstance(result, dict)
+
+        def progress(done: int, total: int, base=index) -> None:
+            emit({"type": "sweep-progress", "done": base * total + done, "total": total * len(run_ids), "eta": None})
+
+        if not cached:
+            model, objective, _ = loaded[run_id]
+            common = dict(cancel=cancel, progress=progress, seed=seed)
+            try:
+                if measure == "deepfool":
+                    result = deepfool_rho(model, objective, x, y, settings.get("params"), **common)
+                elif measure == "cw":
+                    result = cw_l2(model, objective, x, y, settings.get("params"), **common)
+                elif measure == "spsa-grid":
+                    result = spsa_grid(model, objective, x, y, settings["eps"], settings["iterations"],
+                                                settings["spsa_samples"], settings.get("params"), **common)
+                else:
+                    result = transfer_matrix({r: loaded[r][:2] for r in run_ids}, x, y, settings["attack"],
+                                                      settings["eps"], settings.get("params"), sources=[run_id],
+                                                      targets=targets, **common)
+            except InterruptedError:
+                from .train import Cancelled
+                raise Cancelled("cancelled by the user") from None
+            result = {**result, "kind": measure, "run_id": run_id, "settings": settings, "created": time.time()}
+            store.put_result(key, result)
+        points.append(result)
+        emit({"type": "point", "result": result, "cached": cached})
+    return {"points": points}
+
+
+def measure_tables(store, run_ids: list[str], measure: str, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The cached results of one measure for the chosen runs, as the Robustness page shows them:
+    {"rows": one row per (run, settings) for deepfool / cw; "grids": per run the SPSA table;
+    "matrices": per transfer setting the substitute × target matrix}. Never computes."""
+    def name(run_id):
+        return f"{records[run_id]['objective'].upper()} ({run_id[:6]})"
+
+    def params_text(params):
+        return ", ".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+
+    results = [r for run_id in run_ids for r in store.list_results(run_id, measure)]
+    out: dict[str, Any] = {"rows": [], "grids": [], "matrices": []}
+    if measure in ("deepfool", "cw"):
+        for r in results:
+            row = {"run": name(r["run_id"]), "parameters": params_text(r["params"]), "samples": r["samples"],
+                   "seed": r["seed"], "clean accuracy": round(r["clean_accuracy"], 4),
+                   "success rate": round(r["success_rate"], 4), "accuracy after": round(r["accuracy"], 4)}
+            if measure == "deepfool":
+                row |= {"ρ (mean ‖r̂‖₂/‖x‖₂)": r["rho"], "median ρ": r["median_rho"]}
+            else:
+                row |= {"mean ℓ2": r["mean_l2"], "median ℓ2": r["median_l2"]}
+            out["rows"].append(row | {"seconds": round(r["seconds"], 1)})
+    elif measure == "spsa-grid":
+        for r in results:
+            out["grids"].append({"run": name(r["run_id"]), "title": f"ε = {r['eps']:g} · {params_text(r['params'])} · "
+                                                                    f"{r['samples']} samples · seed {r['seed']}",
+                                 "rows": [{"iterations": it, **{f"BS {s}": acc for s, acc in zip(r["spsa_samples"], row)}}
+                                          for it, row in zip(r["iterations"], r["accuracy"])]})
+    else:
+        groups: dict[str, dict[str, Any]] = {}
+        for r in results:
+            if set(r["targets"]) - set(records):
+                continue  # a target run was deleted since
+            signature = settings_hash({"s": r["settings"], "n": r["samples"], "seed": r["seed"], "t": r["targets"]})
+            group = groups.setdefault(signature, {
+                "title": f"{r['attack']} at ε = {r['eps']:g} ({params_text(r['params'])}) · {r['samples']} samples",
+                "targets": [name(t) for t in r["targets"]], "rows": {}})
+            group["rows"][r["run_id"]] = r["accuracy"][0]
+        for group in groups.values():
+            sources = [name(s) for s in group["rows"]]
+            matrix = list(group["rows"].values())
+            warnings = []
+            for j, target in enumerate(group["targets"]):
+                if target not in sources:
+                    continue
+                white = matrix[sources.index(target)][j]
+                for i, source in enumerate(sources):
+                    if source != target and matrix[i][j] < white - 0.02:
+                        warnings.append(f"{target}: examples transferred from {source} ({matrix[i][j]:.3f}) beat the "
+                                        f"white-box attack on it ({white:.3f}): its gradients are masked (attacks.md)")
+            out["matrices"].append({"title": group["title"], "targets": group["targets"], "sources": sources,
+                                    "accuracy": matrix, "warnings": warnings})
+    return out

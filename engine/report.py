@@ -2,7 +2,7 @@
 
 Rows are flat dicts of plain values (str, int, float, None), so the Runs page can show them and
 ``export_rows`` can write them as CSV or JSON unchanged. Nothing here trains or attacks: robust
-accuracy comes only from results already cached in the store (``engine.evaluate.accuracy_point``),
+accuracy comes only from results already cached in the store (``engine.robustness.accuracy_point``),
 and is None where none is cached.
 
 Training-time overhead follows GCCS Table 8: a run's training time relative to the CE run of the

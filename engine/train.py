@@ -24,7 +24,7 @@ from models import build_model
 
 from .config import ObjectiveSpec, TrainConfig, validate, warnings_for
 from .data import DATASETS, Dataset, load_dataset
-from .evaluate import class_kurtosis, macro_f1, r_ab
+from .metrics import class_kurtosis, macro_f1, r_ab
 from .objectives import Objective, build_objective
 
 EVAL_BATCH = 1000

@@ -4,7 +4,8 @@ chart they concern (../shared/spec/attacks.md, visuals.md "Robustness")."""
 import streamlit as st
 
 from engine.attacks import ATTACKS, budget_of
-from engine.evaluate import MEASURES, measure_tables, robustness_charts
+from engine.measures import MEASURES, measure_tables
+from engine.robustness import robustness_charts
 from engine.jobs import FINISHED
 from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads

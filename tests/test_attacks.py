@@ -12,7 +12,8 @@ from engine.attacks import (ATTACKS, BUDGETS, FAMILIES, LogitsModel, RandomRotat
                             build_attack, validate_budget)
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.data import load_dataset
-from engine.evaluate import robust_accuracy, sanity_warnings
+from engine.robustness import robust_accuracy
+from engine.sanity import sanity_warnings
 from engine.objectives import ConfigError, build_objective
 from engine.train import load_run, train_job
 from models import build_model

@@ -7,7 +7,7 @@ import torch
 from engine import measures
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.data import load_dataset
-from engine.evaluate import robust_accuracy
+from engine.robustness import robust_accuracy
 from engine.objectives import ConfigError
 from engine.train import load_run, train_job
 

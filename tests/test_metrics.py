@@ -7,7 +7,7 @@ import scipy.stats
 import torch
 from sklearn.metrics import f1_score
 
-from engine.evaluate import class_kurtosis, macro_f1, r_ab
+from engine.metrics import class_kurtosis, macro_f1, r_ab
 from engine.latent import coords_3d, simplex_view
 
 

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.data import load_dataset
-from engine.evaluate import accuracy_point
+from engine.robustness import accuracy_point
 from engine.train import load_run, train_job
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -8,7 +8,7 @@ import torch
 
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.data import load_dataset
-from engine.evaluate import accuracy_point
+from engine.robustness import accuracy_point
 from engine.objectives import ConfigError
 from engine.report import cached_attacks, export_rows, runs_table
 from engine.train import load_run, train_job

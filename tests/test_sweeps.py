@@ -8,7 +8,8 @@ import torch
 
 from cache import RunStore
 from engine.config import ObjectiveSpec, TrainConfig
-from engine.evaluate import (accuracy_point, cross_attack_warnings, load_for_evaluation, robustness_charts,
+from engine.sanity import cross_attack_warnings
+from engine.robustness import (accuracy_point, load_for_evaluation, robustness_charts,
                              suite_job, sweep_job, validate_eps)
 from engine.jobs import CANCELLED, DONE, JobManager
 from engine.latent import attacked_latents, cached_shift, shift_job, shift_view
@@ -181,7 +182,7 @@ def test_named_suite_reports_curves_and_warnings(trained):
 
 
 def test_measures_run_as_cached_jobs_and_become_tables(trained):
-    from engine.evaluate import measure_job, measure_tables
+    from engine.measures import measure_job, measure_tables
 
     store, (ce, gccs), _ = trained
     records = {r: store.get_run(r) for r in (ce, gccs)}
@@ -199,7 +200,7 @@ def test_measures_run_as_cached_jobs_and_become_tables(trained):
     (matrix,) = measure_tables(store, [ce, gccs], "transfer", records)["matrices"]
     assert len(matrix["accuracy"]) == 2 and len(matrix["accuracy"][0]) == 2
     loaded, x, y = load_for_evaluation(store, [ce, gccs], 60)
-    from engine.evaluate import robust_accuracy
+    from engine.robustness import robust_accuracy
     torch.manual_seed(0)
     white = robust_accuracy(*loaded[ce][:2], x, y, "fgsm", 0.1)
     assert matrix["accuracy"][0][0] == pytest.approx(white)  # the diagonal is the white-box number
@@ -221,7 +222,7 @@ def test_measures_run_as_cached_jobs_and_become_tables(trained):
 
 
 def test_sanity_warnings_spare_natural_corruptions():
-    from engine.evaluate import sanity_warnings
+    from engine.sanity import sanity_warnings
 
     assert sanity_warnings([0, 0.3], [0.99, 0.86], "gaussian-noise") == []
     assert sanity_warnings([0, 30], [0.99, 0.8], "rotation") == []

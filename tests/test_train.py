@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.config import ObjectiveSpec, TrainConfig, preset
-from engine.evaluate import macro_f1
+from engine.metrics import macro_f1
 from engine.jobs import CANCELLED, DONE, FAILED, JobManager
 from engine.objectives import ConfigError
 from engine.train import Cancelled, TrainingFailed, epoch_batches, load_run, train_job, latents_of

@@ -138,7 +138,7 @@ def latent_3d_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry:
 
 # --- robustness --------------------------------------------------------------------------------------
 def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
-    """Accuracy vs ε of one attack (``engine.evaluate.robustness_charts``): one line per run, colour per
+    """Accuracy vs ε of one attack (``engine.robustness.robustness_charts``): one line per run, colour per
     objective; adversarially trained runs dashed; an adaptive attack drawn in its run's colour with open
     diamonds and a dotted line, so standard and adaptive results of a run read as a pair."""
     fig = go.Figure()

@@ -6,71 +6,14 @@ Everything works on tensors and stays on their device.
 """
 from __future__ import annotations
 
-import math
+
 import time
 from typing import Any, Callable
 
 import torch
 
 from .config import settings_hash
-
-
-def class_moments(z: torch.Tensor, y: torch.Tensor, num_classes: int):
-    """Per-class counts, means (K, D) and mean squared distance to the class mean (K,)."""
-    z = z.double()
-    onehot = torch.nn.functional.one_hot(y, num_classes).to(z.dtype)
-    counts = onehot.sum(0)
-    means = (onehot.T @ z) / counts.clamp(min=1).unsqueeze(1)
-    spread = (onehot.T @ ((z - means[y]) ** 2).sum(1, keepdim=True)).squeeze(1) / counts.clamp(min=1)
-    return counts, means, spread
-
-
-def r_ab(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[float, float]:
-    """Inter/intra class distance ratio r_AB (GCCS Eq. 6), mean over ordered class pairs ± 95 % CI.
-
-    r_AB = sqrt(mean_{i∈A, j∈B} ‖z_i − z_j‖² / mean_{i, j∈A} ‖z_i − z_j‖²), with the means over all
-    n×m and n×n pairs (spec §7). In closed form, with v_A the mean squared distance to the class
-    mean: intra = 2·v_A and inter = ‖μ_A − μ_B‖² + v_A + v_B, so no pairwise matrix is built.
-    """
-    counts, means, spread = class_moments(z, y, num_classes)
-    present = torch.nonzero(counts > 0).flatten()
-    if len(present) < 2:
-        return float("nan"), float("nan")
-    m, v = means[present], spread[present]
-    inter = torch.cdist(m, m) ** 2 + v.unsqueeze(1) + v.unsqueeze(0)  # row A, column B
-    intra = (2 * v).clamp(min=1e-12).unsqueeze(1)
-    ratios = torch.sqrt(inter / intra)
-    off = ~torch.eye(len(present), dtype=torch.bool, device=ratios.device)
-    values = ratios[off]
-    mean = float(values.mean())
-    ci = 1.96 * float(values.std()) / math.sqrt(values.numel()) if values.numel() > 1 else 0.0
-    return mean, ci
-
-
-def confusion_matrix(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
-
-
-def macro_f1(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:
-    """Macro-averaged F-score from the confusion matrix (classes absent from both count as 0)."""
-    cm = confusion_matrix(pred, y, num_classes).double()
-    tp = cm.diagonal()
-    denominator = cm.sum(0) + cm.sum(1)
-    f1 = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.zeros_like(tp))
-    present = (cm.sum(1) > 0) | (cm.sum(0) > 0)
-    return float(f1[present].mean())
-
-
-def class_kurtosis(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[float]:
-    """Per-class kurtosis m4/m2² averaged over latent components (3 for a Gaussian); NaN if n < 2."""
-    z = z.double()
-    counts, means, _ = class_moments(z, y, num_classes)
-    onehot = torch.nn.functional.one_hot(y, num_classes).to(z.dtype)
-    sq = (z - means[y]) ** 2
-    m2 = (onehot.T @ sq) / counts.clamp(min=1).unsqueeze(1)
-    m4 = (onehot.T @ sq**2) / counts.clamp(min=1).unsqueeze(1)
-    kurt = (m4 / m2.clamp(min=1e-12) ** 2).mean(1)
-    return [float(k) if n >= 2 else float("nan") for k, n in zip(kurt, counts)]
+from .sanity import cross_attack_warnings, sanity_warnings
 
 
 # --- robust accuracy ---------------------------------------------------------------------------------
@@ -156,29 +99,6 @@ def cached_point(store, run_id: str, kind: str, settings: dict[str, Any], device
     if store is not None:
         store.put_result(key, result)
     return result, False
-
-
-def sanity_warnings(eps: list[float], accuracy: list[float], attack: str | None = None) -> list[str]:
-    """Signs of gradient masking that one sweep can show (attacks.md, after Carlini et al. 2019).
-
-    ``attack``: the registry name; natural corruptions (noise, rotation) are not attacks that should
-    win at large budgets and get no warning, and "should reach ~0" applies to ℓ∞ budgets only."""
-    from .attacks import ATTACKS
-
-    spec = ATTACKS.get(attack) if attack else None
-    if spec is not None and spec.family == "natural":
-        return []
-    out = []
-    order = sorted(range(len(eps)), key=lambda i: eps[i])
-    for a, b in zip(order, order[1:]):
-        if accuracy[b] > accuracy[a] + 0.01:
-            out.append(f"accuracy rises from {accuracy[a]:.3f} at ε = {eps[a]:g} to {accuracy[b]:.3f} at "
-                       f"ε = {eps[b]:g}: a stronger attack should never do worse (gradient masking?)")
-    big = order[-1]
-    if (spec is None or spec.budget == "linf") and eps[big] >= 0.3 and accuracy[big] > 0.1:
-        out.append(f"accuracy is still {accuracy[big]:.3f} at ε = {eps[big]:g}: at such ε an attack should reach "
-                   "~0 (gradient masking, or too few steps?)")
-    return out
 
 
 def validate_eps(attack: str, eps) -> list[float]:
@@ -270,47 +190,6 @@ def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], ep
         own = [p for p in points if p["run_id"] == run_id]
         warnings[run_id] = sanity_warnings([p["eps"] for p in own], [p["accuracy"] for p in own], attack)
     return {"points": points, "warnings": warnings}
-
-
-def cross_attack_warnings(results: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
-    """The sanity checks of attacks.md that compare attacks on one run (Carlini et al. 2019), from its
-    cached accuracy results; only results on the same samples, seed and ε are compared:
-    an untargeted iterative attack weaker than FGSM; a gradient-free attack stronger than the white-box ones;
-    the adaptive attack much (> 0.10) stronger than the standard attack it is paired with.
-    Returns (attack whose chart the warning belongs to, samples, message) triples.
-    """
-    from .attacks import ATTACKS
-
-    out = []
-    groups: dict[tuple, dict[str, float]] = {}
-    for r in results:
-        if r.get("kind") != "accuracy" or r["eps"] == 0 or r["attack"] not in ATTACKS:
-            continue
-        group = groups.setdefault((r["eps"], r["samples"], r["seed"]), {})
-        # several parameter sets of one attack: keep the strongest (lowest accuracy)
-        group[r["attack"]] = min(group.get(r["attack"], 1.0), r["accuracy"])
-    for (eps, samples, _), acc in sorted(groups.items()):
-        where = f"at ε = {eps:g} ({samples} samples)"
-        linf = {a: v for a, v in acc.items() if ATTACKS[a].budget == "linf"}
-        white = {a: v for a, v in linf.items() if ATTACKS[a].family == "white-box"}
-        if "fgsm" in white:
-            for a, v in white.items():
-                # a targeted attack (TGSM) only has to reach one class: it may honestly do less than FGSM
-                if ATTACKS[a].iterative and ATTACKS[a].target == "none" and v > acc["fgsm"] + 0.02:
-                    out.append((a, samples, f"{a} ({v:.3f}) is weaker than one-step FGSM ({acc['fgsm']:.3f}) {where}: an "
-                                   "iterative attack should not do worse (gradient masking, or a too small step?)"))
-        if white:
-            strongest = min(white, key=white.get)
-            for a, v in linf.items():
-                if ATTACKS[a].family == "gradient-free" and v < white[strongest] - 0.02:
-                    out.append((a, samples, f"gradient-free {a} ({v:.3f}) is stronger than the best white-box attack "
-                                   f"{strongest} ({white[strongest]:.3f}) {where}: the gradients are masked"))
-        for a, v in acc.items():
-            partner = ATTACKS[a].pairs_with
-            if partner in acc and acc[partner] - v > 0.10:
-                out.append((partner, samples, f"adaptive {a} ({v:.3f}) is much stronger than standard {partner} "
-                                     f"({acc[partner]:.3f}) {where}: the standard attack overstates the robustness"))
-    return out
 
 
 def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -409,147 +288,3 @@ def suite_job(store, run_ids: list[str], suite: str, samples: int | None = None,
     return out
 
 
-# --- measures as background work (engine.measures) --------------------------------------------------
-MEASURES = {
-    "deepfool": "DeepFool ρ = mean ‖r̂‖₂/‖x‖₂ and success rate (GCCS Table 6, I-SCE Fig. 8)",
-    "cw": "C&W ℓ2 with a binary search over c: mean ℓ2 of the successful examples and success rate (MMC Table 2)",
-    "spsa-grid": "SPSA accuracy over iterations × perturbation samples at one ε (GCCS Table 7, MMC Table 3)",
-    "transfer": "transfer: examples crafted on each substitute run, classified by every run (MMC Fig. 4)",
-}
-
-
-def measure_settings(measure: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` of ``measure_job`` validated, with the defaults filled in (so that equal settings share
-    a cache key): deepfool / cw {"params"}; spsa-grid {"eps" (0.02), "iterations", "spsa_samples",
-    "params"}; transfer {"attack" (pgd), "eps" (0.1), "params"}. Bad input raises ConfigError."""
-    from .attacks import attack_params
-    from .objectives import ConfigError
-
-    if measure not in MEASURES:
-        raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
-    settings = dict(settings)
-    if measure in ("deepfool", "cw"):
-        settings["params"] = attack_params(measure, settings.get("params") or {})
-    elif measure == "spsa-grid":
-        settings["eps"] = validate_eps("spsa", [settings.get("eps", 0.02)])[0]
-        for axis, name in (("iterations", "iterations"), ("spsa_samples", "samples")):
-            values = settings.get(axis) or []
-            if not values:
-                raise ConfigError(f"spsa grid: {axis} needs at least one value")
-            settings[axis] = [attack_params("spsa", {name: v})[name] for v in values]
-        settings["params"] = {k: v for k, v in attack_params("spsa", settings.get("params") or {}).items()
-                              if k not in ("iterations", "samples")}
-    else:
-        settings["params"] = attack_params(settings.get("attack", "pgd"), settings.get("params") or {})
-        settings["attack"] = settings.get("attack", "pgd")
-        settings["eps"] = validate_eps(settings["attack"], [settings.get("eps", 0.1)])[0]
-    return settings
-
-
-def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any], samples: int | None = 100,
-                seed: int = 0, force: bool = False, device="cpu", data_dir=None,
-                on_event: Callable[[dict], None] | None = None, cancel=None) -> dict[str, Any]:
-    """One measure of ``engine.measures`` for each run (for ``transfer``: one row per substitute run,
-    classified by every chosen run), each cached at once under the run as kind ``measure``.
-
-    ``settings``: deepfool / cw: {"params": the attack's parameters}; spsa-grid: {"eps", "iterations",
-    "spsa_samples", "params"}; transfer: {"attack", "eps", "params"}. Events as ``sweep_job``.
-    """
-    from . import measures
-    from .objectives import ConfigError
-
-    if measure not in MEASURES:
-        raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
-    emit = on_event or (lambda event: None)
-    loaded, x, y = load_for_evaluation(store, run_ids, samples, device, data_dir)
-    emit({"type": "sweep-start", "runs": [{"run_id": r, "objective": loaded[r][2]["objective"]} for r in run_ids],
-          "points": len(run_ids), "class_names": loaded[run_ids[0]][2]["class_names"]})
-    targets = list(run_ids) if measure == "transfer" else None
-    points = []
-    for index, run_id in enumerate(run_ids):
-        key_settings = {"settings": settings, "samples": len(y), "seed": seed, "targets": targets}
-        key = result_key(run_id, measure, key_settings)
-        result = None if force else store.get_result(key)
-        cached = isinstance(result, dict)
-
-        def progress(done: int, total: int, base=index) -> None:
-            emit({"type": "sweep-progress", "done": base * total + done, "total": total * len(run_ids), "eta": None})
-
-        if not cached:
-            model, objective, _ = loaded[run_id]
-            common = dict(cancel=cancel, progress=progress, seed=seed)
-            try:
-                if measure == "deepfool":
-                    result = measures.deepfool_rho(model, objective, x, y, settings.get("params"), **common)
-                elif measure == "cw":
-                    result = measures.cw_l2(model, objective, x, y, settings.get("params"), **common)
-                elif measure == "spsa-grid":
-                    result = measures.spsa_grid(model, objective, x, y, settings["eps"], settings["iterations"],
-                                                settings["spsa_samples"], settings.get("params"), **common)
-                else:
-                    result = measures.transfer_matrix({r: loaded[r][:2] for r in run_ids}, x, y, settings["attack"],
-                                                      settings["eps"], settings.get("params"), sources=[run_id],
-                                                      targets=targets, **common)
-            except InterruptedError:
-                from .train import Cancelled
-                raise Cancelled("cancelled by the user") from None
-            result = {**result, "kind": measure, "run_id": run_id, "settings": settings, "created": time.time()}
-            store.put_result(key, result)
-        points.append(result)
-        emit({"type": "point", "result": result, "cached": cached})
-    return {"points": points}
-
-
-def measure_tables(store, run_ids: list[str], measure: str, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The cached results of one measure for the chosen runs, as the Robustness page shows them:
-    {"rows": one row per (run, settings) for deepfool / cw; "grids": per run the SPSA table;
-    "matrices": per transfer setting the substitute × target matrix}. Never computes."""
-    def name(run_id):
-        return f"{records[run_id]['objective'].upper()} ({run_id[:6]})"
-
-    def params_text(params):
-        return ", ".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
-
-    results = [r for run_id in run_ids for r in store.list_results(run_id, measure)]
-    out: dict[str, Any] = {"rows": [], "grids": [], "matrices": []}
-    if measure in ("deepfool", "cw"):
-        for r in results:
-            row = {"run": name(r["run_id"]), "parameters": params_text(r["params"]), "samples": r["samples"],
-                   "seed": r["seed"], "clean accuracy": round(r["clean_accuracy"], 4),
-                   "success rate": round(r["success_rate"], 4), "accuracy after": round(r["accuracy"], 4)}
-            if measure == "deepfool":
-                row |= {"ρ (mean ‖r̂‖₂/‖x‖₂)": r["rho"], "median ρ": r["median_rho"]}
-            else:
-                row |= {"mean ℓ2": r["mean_l2"], "median ℓ2": r["median_l2"]}
-            out["rows"].append(row | {"seconds": round(r["seconds"], 1)})
-    elif measure == "spsa-grid":
-        for r in results:
-            out["grids"].append({"run": name(r["run_id"]), "title": f"ε = {r['eps']:g} · {params_text(r['params'])} · "
-                                                                    f"{r['samples']} samples · seed {r['seed']}",
-                                 "rows": [{"iterations": it, **{f"BS {s}": acc for s, acc in zip(r["spsa_samples"], row)}}
-                                          for it, row in zip(r["iterations"], r["accuracy"])]})
-    else:
-        groups: dict[str, dict[str, Any]] = {}
-        for r in results:
-            if set(r["targets"]) - set(records):
-                continue  # a target run was deleted since
-            signature = settings_hash({"s": r["settings"], "n": r["samples"], "seed": r["seed"], "t": r["targets"]})
-            group = groups.setdefault(signature, {
-                "title": f"{r['attack']} at ε = {r['eps']:g} ({params_text(r['params'])}) · {r['samples']} samples",
-                "targets": [name(t) for t in r["targets"]], "rows": {}})
-            group["rows"][r["run_id"]] = r["accuracy"][0]
-        for group in groups.values():
-            sources = [name(s) for s in group["rows"]]
-            matrix = list(group["rows"].values())
-            warnings = []
-            for j, target in enumerate(group["targets"]):
-                if target not in sources:
-                    continue
-                white = matrix[sources.index(target)][j]
-                for i, source in enumerate(sources):
-                    if source != target and matrix[i][j] < white - 0.02:
-                        warnings.append(f"{target}: examples transferred from {source} ({matrix[i][j]:.3f}) beat the "
-                                        f"white-box attack on it ({white:.3f}): its gradients are masked (attacks.md)")
-            out["matrices"].append({"title": group["title"], "targets": group["targets"], "sources": sources,
-                                    "accuracy": matrix, "warnings": warnings})
-    return out
