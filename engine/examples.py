@@ -16,7 +16,8 @@ import torch
 from .attacks import ATTACKS, attack_params, build_attack, validate_budget
 from .data import load_dataset
 from .objectives import ConfigError
-from .train import RNG_LOCK, load_run
+from .rng import RNG_LOCK
+from .train import load_run
 
 MAX_IMAGES = 32  # a gallery is for looking at; more images belong to the robustness sweep
 DEFAULT_IMAGES = 5

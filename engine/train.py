@@ -26,12 +26,10 @@ from .config import ObjectiveSpec, TrainConfig, validate, warnings_for
 from .data import DATASETS, Dataset, load_dataset
 from .metrics import class_kurtosis, macro_f1, r_ab
 from .objectives import Objective, build_objective
+from .rng import RNG_LOCK  # members are initialised, and CPU members step, under it
 
 EVAL_BATCH = 1000
 MAX_SNAPSHOTS = 60  # latent snapshots kept per run (thinned evenly beyond that)
-# Global generators are process-wide; members are initialised under this lock, and CPU members
-# swap the CPU stream under it, so a job on another device can never reseed a step half-way.
-RNG_LOCK = threading.Lock()
 
 EventSink = Callable[[dict[str, Any]], None]
 
