@@ -11,13 +11,20 @@ and y (N,), works in batches of ``batch_size`` (100, as GCCS §5), checks ``canc
 threading.Event) before each batch and raises InterruptedError("cancelled") when it is set, and calls
 ``progress(done, total)`` after each batch. Decisions use ``objective.test_predictions``, the run's
 own decision rule, as ``engine.robustness.robust_accuracy`` does; attacks come from the registry
-(``engine.attacks``) and so run on the objective's logits. ``seed`` seeds torch's generator once
-before the work (random starts and targets are reproducible).
+(``engine.attacks``) and so run on the objective's logits. ``seed`` seeds the work's own random
+stream (``engine.rng.private_rng``: the CPU generator and the evaluating device's, for the block only,
+restored afterwards), so random starts and targets are reproducible and no other job's generator is
+reseeded or advanced.
+
+Each measure is one entry of ``REGISTRY`` (``Measure``: description, settings validation, compute,
+table); ``MEASURES`` maps the names to their descriptions.
 """
 from __future__ import annotations
 
+import secrets
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -25,6 +32,7 @@ import torch
 from .attacks import attack_params, build_attack
 from .config import settings_hash
 from .objectives import ConfigError
+from .rng import private_rng
 from .robustness import load_for_evaluation, result_key, validate_eps
 
 Progress = Callable[[int, int], None] | None
@@ -54,9 +62,17 @@ def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def _seed(seed: int | None) -> None:
-    if seed is not None:
-        torch.manual_seed(seed)
+def _stream(seed: int | None, device) -> Any:
+    """The block's own random stream (``engine.rng.private_rng``): the CPU generator and ``device``'s
+    seeded by ``seed`` for the block alone, restored afterwards. ``seed`` None: a fresh random seed,
+    still a private stream (nothing outside the block sees a reseeded or advanced generator)."""
+    return private_rng(secrets.randbits(63) if seed is None else int(seed), device)
+
+
+def _own_seed(attack, seed: int | None) -> None:
+    """torchattacks' APGD, FAB and Square reseed torch from their own ``seed`` attribute: give them ours."""
+    if seed is not None and hasattr(attack, "seed"):
+        attack.seed = int(seed)
 
 
 # --- minimal perturbations -----------------------------------------------------------------------------
@@ -65,26 +81,27 @@ def _minimal_attack(name: str, model, objective, x, y, params, batch_size, cance
     attack, ‖r̂‖₂, ‖x‖₂."""
     params = attack_params(name, params or {})
     _eval((model, objective))
-    _seed(seed)
     attack = build_attack(name, model, objective, 0.0, **params)
+    _own_seed(attack, seed)
     targeted = bool(params.get("targeted", False))
     k = objective.num_classes
     correct, success, accurate, l2, norm = [], [], [], [], []
-    for i in range(0, len(x), batch_size):
-        _check(cancel)
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        if targeted:  # drawn here, so success can be checked against them: uniform over y_t ≠ y
-            tb = (yb + torch.randint(1, k, yb.shape, device=yb.device)) % k
-            attack.set_mode_targeted_by_function(lambda images, labels, t=tb: t, quiet=True)
-        adv = attack(xb, yb)
-        pred = _predict(model, objective, adv)
-        correct.append(_predict(model, objective, xb) == yb)
-        success.append(pred == tb if targeted else pred != yb)
-        accurate.append(pred == yb)
-        l2.append((adv - xb).flatten(1).norm(dim=1))
-        norm.append(xb.flatten(1).norm(dim=1))
-        if progress is not None:
-            progress(min(i + batch_size, len(x)), len(x))
+    with _stream(seed, x.device):
+        for i in range(0, len(x), batch_size):
+            _check(cancel)
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            if targeted:  # drawn here, so success can be checked against them: uniform over y_t ≠ y
+                tb = (yb + torch.randint(1, k, yb.shape, device=yb.device)) % k
+                attack.set_mode_targeted_by_function(lambda images, labels, t=tb: t, quiet=True)
+            adv = attack(xb, yb)
+            pred = _predict(model, objective, adv)
+            correct.append(_predict(model, objective, xb) == yb)
+            success.append(pred == tb if targeted else pred != yb)
+            accurate.append(pred == yb)
+            l2.append((adv - xb).flatten(1).norm(dim=1))
+            norm.append(xb.flatten(1).norm(dim=1))
+            if progress is not None:
+                progress(min(i + batch_size, len(x)), len(x))
     return params, torch.cat(correct), torch.cat(success), torch.cat(accurate), torch.cat(l2), torch.cat(norm)
 
 
@@ -178,16 +195,16 @@ def spsa_grid(model, objective, x: torch.Tensor, y: torch.Tensor, eps: float = 0
     for it in iterations:
         row = []
         for s in spsa_samples:
-            _seed(seed)
             attack = build_attack("spsa", model, objective, eps, **{**base, "iterations": it, "samples": s})
             correct = 0
-            for i in range(0, len(x), batch_size):
-                _check(cancel)
-                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-                correct += int((_predict(model, objective, attack(xb, yb)) == yb).sum())
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+            with _stream(seed, x.device):  # every cell from the same seed
+                for i in range(0, len(x), batch_size):
+                    _check(cancel)
+                    xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+                    correct += int((_predict(model, objective, attack(xb, yb)) == yb).sum())
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
             row.append(correct / len(x))
         grid.append(row)
     return {"measure": "spsa-grid", "eps": eps, "iterations": iterations, "spsa_samples": spsa_samples,
@@ -242,52 +259,185 @@ def transfer_matrix(runs: Mapping[str, Sequence] | Sequence[Sequence], x: torch.
     correct = {(s, t): 0 for s in sources for t in targets}
     for s in sources:
         model, objective = pairs[s]
-        _seed(seed)
         atk = build_attack(attack, model, objective, eps, **params) if eps > 0 else None
-        for i in range(0, len(x), batch_size):
-            _check(cancel)
-            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            xa = atk(xb, yb) if atk is not None else xb
-            for t in targets:
-                correct[s, t] += int((_predict(*pairs[t], xa) == yb).sum())
-            done += 1
-            if progress is not None:
-                progress(done, total)
+        _own_seed(atk, seed)
+        with _stream(seed, x.device):  # every source from the same seed
+            for i in range(0, len(x), batch_size):
+                _check(cancel)
+                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+                xa = atk(xb, yb) if atk is not None else xb
+                for t in targets:
+                    correct[s, t] += int((_predict(*pairs[t], xa) == yb).sum())
+                done += 1
+                if progress is not None:
+                    progress(done, total)
     return {"measure": "transfer", "sources": sources, "targets": targets,
             "accuracy": [[correct[s, t] / len(x) for t in targets] for s in sources], "attack": attack, "eps": eps,
             "params": params, "samples": len(y), "seed": seed, "seconds": time.perf_counter() - started}
-# --- measures as background work --------------------------------------------------
-MEASURES = {
-    "deepfool": "DeepFool ρ = mean ‖r̂‖₂/‖x‖₂ and success rate (GCCS Table 6, I-SCE Fig. 8)",
-    "cw": "C&W ℓ2 with a binary search over c: mean ℓ2 of the successful examples and success rate (MMC Table 2)",
-    "spsa-grid": "SPSA accuracy over iterations × perturbation samples at one ε (GCCS Table 7, MMC Table 3)",
-    "transfer": "transfer: examples crafted on each substitute run, classified by every run (MMC Fig. 4)",
-}
+# --- the registry: one entry per measure -------------------------------------------------------------
+Loaded = Mapping[str, Sequence]  # run_id -> (model, objective[, record]) of every chosen run
 
 
+@dataclass(frozen=True)
+class Measure:
+    """One measure as background work and as a table; adding a measure is adding one entry.
+
+    validate(settings) -> settings: checked, with the defaults filled in (equal settings share a cache
+        key); bad input raises ConfigError naming the field.
+    compute(runs, run_id, x, y, settings, *, cancel, progress, seed) -> result dict of run ``run_id``;
+        ``runs`` holds every chosen run (a measure across runs, like transfer, uses them all).
+    table(results, names) -> {"rows" | "grids" | "matrices": [...]}: the cached results of the chosen
+        runs as the Robustness page shows them; ``names`` maps run ids to display names (a result
+        naming a run not in it, e.g. a deleted transfer target, is left out).
+    across_runs: the result of one run depends on the other chosen runs (its cache key names them).
+    """
+
+    name: str
+    description: str
+    validate: Callable[[dict[str, Any]], dict[str, Any]]
+    compute: Callable[..., dict[str, Any]]
+    table: Callable[[list[dict[str, Any]], Mapping[str, str]], dict[str, list]]
+    across_runs: bool = False
+
+
+REGISTRY: dict[str, Measure] = {}
+MEASURES: dict[str, str] = {}  # name -> description (the CLI's choices, the page's select box)
+
+
+def register(measure: Measure) -> Measure:
+    REGISTRY[measure.name] = measure
+    MEASURES[measure.name] = measure.description
+    return measure
+
+
+def _measure(name: str) -> Measure:
+    if name not in REGISTRY:
+        raise ConfigError(f"measure must be one of {', '.join(REGISTRY)}; got {name!r}")
+    return REGISTRY[name]
+
+
+def _params_text(params) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
+
+
+# deepfool and cw: one row per (run, settings)
+def _minimal_validate(name: str):
+    def validate(settings: dict[str, Any]) -> dict[str, Any]:
+        return {**settings, "params": attack_params(name, settings.get("params") or {})}
+    return validate
+
+
+def _minimal_table(extra: Callable[[dict[str, Any]], dict[str, Any]]):
+    def table(results, names):
+        rows = []
+        for r in results:
+            row = {"run": names[r["run_id"]], "parameters": _params_text(r["params"]), "samples": r["samples"],
+                   "seed": r["seed"], "clean accuracy": round(r["clean_accuracy"], 4),
+                   "success rate": round(r["success_rate"], 4), "accuracy after": round(r["accuracy"], 4)}
+            rows.append(row | extra(r) | {"seconds": round(r["seconds"], 1)})
+        return {"rows": rows}
+    return table
+
+
+register(Measure(
+    "deepfool", "DeepFool ρ = mean ‖r̂‖₂/‖x‖₂ and success rate (GCCS Table 6, I-SCE Fig. 8)",
+    _minimal_validate("deepfool"),
+    lambda runs, run_id, x, y, settings, **common: deepfool_rho(*runs[run_id][:2], x, y, settings.get("params"),
+                                                                **common),
+    _minimal_table(lambda r: {"ρ (mean ‖r̂‖₂/‖x‖₂)": r["rho"], "median ρ": r["median_rho"]})))
+
+register(Measure(
+    "cw", "C&W ℓ2 with a binary search over c: mean ℓ2 of the successful examples and success rate (MMC Table 2)",
+    _minimal_validate("cw"),
+    lambda runs, run_id, x, y, settings, **common: cw_l2(*runs[run_id][:2], x, y, settings.get("params"), **common),
+    _minimal_table(lambda r: {"mean ℓ2": r["mean_l2"], "median ℓ2": r["median_l2"]})))
+
+
+# spsa-grid: one iterations × samples table per run
+def _spsa_validate(settings: dict[str, Any]) -> dict[str, Any]:
+    settings = dict(settings)
+    settings["eps"] = validate_eps("spsa", [settings.get("eps", 0.02)])[0]
+    for axis, name in (("iterations", "iterations"), ("spsa_samples", "samples")):
+        values = settings.get(axis) or []
+        if not values:
+            raise ConfigError(f"spsa grid: {axis} needs at least one value")
+        settings[axis] = [attack_params("spsa", {name: v})[name] for v in values]
+    settings["params"] = {k: v for k, v in attack_params("spsa", settings.get("params") or {}).items()
+                          if k not in ("iterations", "samples")}
+    return settings
+
+
+def _spsa_compute(runs, run_id, x, y, settings, **common):
+    return spsa_grid(*runs[run_id][:2], x, y, settings["eps"], settings["iterations"], settings["spsa_samples"],
+                     settings.get("params"), **common)
+
+
+def _spsa_table(results, names):
+    return {"grids": [{"run": names[r["run_id"]],
+                       "title": f"ε = {r['eps']:g} · {_params_text(r['params'])} · {r['samples']} samples · "
+                                f"seed {r['seed']}",
+                       "rows": [{"iterations": it, **{f"BS {s}": acc for s, acc in zip(r["spsa_samples"], row)}}
+                                for it, row in zip(r["iterations"], r["accuracy"])]}
+                      for r in results]}
+
+
+register(Measure("spsa-grid", "SPSA accuracy over iterations × perturbation samples at one ε (GCCS Table 7, "
+                              "MMC Table 3)", _spsa_validate, _spsa_compute, _spsa_table))
+
+
+# transfer: one row per substitute run, classified by every chosen run
+def _transfer_validate(settings: dict[str, Any]) -> dict[str, Any]:
+    settings = dict(settings)
+    settings["params"] = attack_params(settings.get("attack", "pgd"), settings.get("params") or {})
+    settings["attack"] = settings.get("attack", "pgd")
+    settings["eps"] = validate_eps(settings["attack"], [settings.get("eps", 0.1)])[0]
+    return settings
+
+
+def _transfer_compute(runs, run_id, x, y, settings, **common):
+    targets = list(runs)
+    return transfer_matrix({r: runs[r][:2] for r in targets}, x, y, settings["attack"], settings["eps"],
+                           settings.get("params"), sources=[run_id], targets=targets, **common)
+
+
+def _transfer_table(results, names):
+    groups: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if set(r["targets"]) - set(names):
+            continue  # a target run was deleted since
+        signature = settings_hash({"s": r["settings"], "n": r["samples"], "seed": r["seed"], "t": r["targets"]})
+        group = groups.setdefault(signature, {
+            "title": f"{r['attack']} at ε = {r['eps']:g} ({_params_text(r['params'])}) · {r['samples']} samples",
+            "targets": [names[t] for t in r["targets"]], "rows": {}})
+        group["rows"][r["run_id"]] = r["accuracy"][0]
+    matrices = []
+    for group in groups.values():
+        sources = [names[s] for s in group["rows"]]
+        matrix = list(group["rows"].values())
+        warnings = []
+        for j, target in enumerate(group["targets"]):
+            if target not in sources:
+                continue
+            white = matrix[sources.index(target)][j]
+            for i, source in enumerate(sources):
+                if source != target and matrix[i][j] < white - 0.02:
+                    warnings.append(f"{target}: examples transferred from {source} ({matrix[i][j]:.3f}) beat the "
+                                    f"white-box attack on it ({white:.3f}): its gradients are masked (attacks.md)")
+        matrices.append({"title": group["title"], "targets": group["targets"], "sources": sources,
+                         "accuracy": matrix, "warnings": warnings})
+    return {"matrices": matrices}
+
+
+register(Measure("transfer", "transfer: examples crafted on each substitute run, classified by every run (MMC Fig. 4)",
+                 _transfer_validate, _transfer_compute, _transfer_table, across_runs=True))
+
+
+# --- measures as background work --------------------------------------------------------------------
 def measure_settings(measure: str, settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` of ``measure_job`` validated, with the defaults filled in (so that equal settings share
     a cache key): deepfool / cw {"params"}; spsa-grid {"eps" (0.02), "iterations", "spsa_samples",
     "params"}; transfer {"attack" (pgd), "eps" (0.1), "params"}. Bad input raises ConfigError."""
-    if measure not in MEASURES:
-        raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
-    settings = dict(settings)
-    if measure in ("deepfool", "cw"):
-        settings["params"] = attack_params(measure, settings.get("params") or {})
-    elif measure == "spsa-grid":
-        settings["eps"] = validate_eps("spsa", [settings.get("eps", 0.02)])[0]
-        for axis, name in (("iterations", "iterations"), ("spsa_samples", "samples")):
-            values = settings.get(axis) or []
-            if not values:
-                raise ConfigError(f"spsa grid: {axis} needs at least one value")
-            settings[axis] = [attack_params("spsa", {name: v})[name] for v in values]
-        settings["params"] = {k: v for k, v in attack_params("spsa", settings.get("params") or {}).items()
-                              if k not in ("iterations", "samples")}
-    else:
-        settings["params"] = attack_params(settings.get("attack", "pgd"), settings.get("params") or {})
-        settings["attack"] = settings.get("attack", "pgd")
-        settings["eps"] = validate_eps(settings["attack"], [settings.get("eps", 0.1)])[0]
-    return settings
+    return _measure(measure).validate(dict(settings))
 
 
 def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any], samples: int | None = 100,
@@ -299,13 +449,13 @@ def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any
     ``settings``: deepfool / cw: {"params": the attack's parameters}; spsa-grid: {"eps", "iterations",
     "spsa_samples", "params"}; transfer: {"attack", "eps", "params"}. Events as ``sweep_job``.
     """
-    if measure not in MEASURES:
-        raise ConfigError(f"measure must be one of {', '.join(MEASURES)}; got {measure!r}")
+    spec = _measure(measure)
     emit = on_event or (lambda event: None)
     loaded, x, y = load_for_evaluation(store, run_ids, samples, device, data_dir)
     emit({"type": "sweep-start", "runs": [{"run_id": r, "objective": loaded[r][2]["objective"]} for r in run_ids],
           "points": len(run_ids), "class_names": loaded[run_ids[0]][2]["class_names"]})
-    targets = list(run_ids) if measure == "transfer" else None
+    targets = list(run_ids) if spec.across_runs else None
+    runs = {r: loaded[r][:2] for r in run_ids}
     points = []
     for index, run_id in enumerate(run_ids):
         key_settings = {"settings": settings, "samples": len(y), "seed": seed, "targets": targets}
@@ -317,20 +467,8 @@ def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any
             emit({"type": "sweep-progress", "done": base * total + done, "total": total * len(run_ids), "eta": None})
 
         if not cached:
-            model, objective, _ = loaded[run_id]
-            common = dict(cancel=cancel, progress=progress, seed=seed)
             try:
-                if measure == "deepfool":
-                    result = deepfool_rho(model, objective, x, y, settings.get("params"), **common)
-                elif measure == "cw":
-                    result = cw_l2(model, objective, x, y, settings.get("params"), **common)
-                elif measure == "spsa-grid":
-                    result = spsa_grid(model, objective, x, y, settings["eps"], settings["iterations"],
-                                                settings["spsa_samples"], settings.get("params"), **common)
-                else:
-                    result = transfer_matrix({r: loaded[r][:2] for r in run_ids}, x, y, settings["attack"],
-                                                      settings["eps"], settings.get("params"), sources=[run_id],
-                                                      targets=targets, **common)
+                result = spec.compute(runs, run_id, x, y, settings, cancel=cancel, progress=progress, seed=seed)
             except InterruptedError:
                 from .train import Cancelled
                 raise Cancelled("cancelled by the user") from None
@@ -345,52 +483,10 @@ def measure_tables(store, run_ids: list[str], measure: str, records: dict[str, d
     """The cached results of one measure for the chosen runs, as the Robustness page shows them:
     {"rows": one row per (run, settings) for deepfool / cw; "grids": per run the SPSA table;
     "matrices": per transfer setting the substitute × target matrix}. Never computes."""
-    def name(run_id):
-        return f"{records[run_id]['objective'].upper()} ({run_id[:6]})"
-
-    def params_text(params):
-        return ", ".join(f"{k}={v}" for k, v in sorted((params or {}).items()))
-
+    spec = _measure(measure)
+    names = {run_id: f"{record['objective'].upper()} ({run_id[:6]})" for run_id, record in records.items()}
     results = [r for run_id in run_ids for r in store.list_results(run_id, measure)]
     out: dict[str, Any] = {"rows": [], "grids": [], "matrices": []}
-    if measure in ("deepfool", "cw"):
-        for r in results:
-            row = {"run": name(r["run_id"]), "parameters": params_text(r["params"]), "samples": r["samples"],
-                   "seed": r["seed"], "clean accuracy": round(r["clean_accuracy"], 4),
-                   "success rate": round(r["success_rate"], 4), "accuracy after": round(r["accuracy"], 4)}
-            if measure == "deepfool":
-                row |= {"ρ (mean ‖r̂‖₂/‖x‖₂)": r["rho"], "median ρ": r["median_rho"]}
-            else:
-                row |= {"mean ℓ2": r["mean_l2"], "median ℓ2": r["median_l2"]}
-            out["rows"].append(row | {"seconds": round(r["seconds"], 1)})
-    elif measure == "spsa-grid":
-        for r in results:
-            out["grids"].append({"run": name(r["run_id"]), "title": f"ε = {r['eps']:g} · {params_text(r['params'])} · "
-                                                                    f"{r['samples']} samples · seed {r['seed']}",
-                                 "rows": [{"iterations": it, **{f"BS {s}": acc for s, acc in zip(r["spsa_samples"], row)}}
-                                          for it, row in zip(r["iterations"], r["accuracy"])]})
-    else:
-        groups: dict[str, dict[str, Any]] = {}
-        for r in results:
-            if set(r["targets"]) - set(records):
-                continue  # a target run was deleted since
-            signature = settings_hash({"s": r["settings"], "n": r["samples"], "seed": r["seed"], "t": r["targets"]})
-            group = groups.setdefault(signature, {
-                "title": f"{r['attack']} at ε = {r['eps']:g} ({params_text(r['params'])}) · {r['samples']} samples",
-                "targets": [name(t) for t in r["targets"]], "rows": {}})
-            group["rows"][r["run_id"]] = r["accuracy"][0]
-        for group in groups.values():
-            sources = [name(s) for s in group["rows"]]
-            matrix = list(group["rows"].values())
-            warnings = []
-            for j, target in enumerate(group["targets"]):
-                if target not in sources:
-                    continue
-                white = matrix[sources.index(target)][j]
-                for i, source in enumerate(sources):
-                    if source != target and matrix[i][j] < white - 0.02:
-                        warnings.append(f"{target}: examples transferred from {source} ({matrix[i][j]:.3f}) beat the "
-                                        f"white-box attack on it ({white:.3f}): its gradients are masked (attacks.md)")
-            out["matrices"].append({"title": group["title"], "targets": group["targets"], "sources": sources,
-                                    "accuracy": matrix, "warnings": warnings})
+    for part, values in spec.table(results, names).items():
+        out[part].extend(values)
     return out
