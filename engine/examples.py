@@ -2,13 +2,15 @@
 white-box adversarial image, the perturbation, and its predictions with their confidence.
 
 Each run is attacked on its own (the attack differentiates that run's model and objective), with the
-random starts seeded the same way for every run, so a gallery is reproducible and does not depend on
-which other runs are shown beside it. Images come back as numpy arrays ready to draw: (H, W) for
+random starts seeded the same way for every run, each run in a private random stream
+(``engine.rng.private_rng``: no other job's generator is reseeded or advanced), so a gallery is
+reproducible and does not depend on which other runs are shown beside it. The Examples page runs it
+as a background job (``engine.jobs.JobManager.submit_examples``). Images come back as numpy arrays ready to draw: (H, W) for
 grayscale, (H, W, 3) for colour, values in [0, 1].
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +18,7 @@ import torch
 from .attacks import ATTACKS, attack_params, build_attack, validate_budget
 from .data import load_dataset
 from .objectives import ConfigError
-from .rng import RNG_LOCK
+from .rng import private_rng
 from .train import load_run
 
 MAX_IMAGES = 32  # a gallery is for looking at; more images belong to the robustness sweep
@@ -107,7 +109,9 @@ def _predict(model, objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 def adversarial_examples(store, run_ids: Sequence[str], attack: str, eps: float | None, params: dict[str, Any] | None = None,
-                         indices: int | Sequence[int] = DEFAULT_IMAGES, data_dir=None, seed: int = 0) -> dict[str, Any]:
+                         indices: int | Sequence[int] = DEFAULT_IMAGES, data_dir=None, seed: int = 0,
+                         device: str | torch.device = "cpu", cancel=None,
+                         on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The gallery of ``attack`` at ``eps`` against each of ``run_ids`` (stored runs of one dataset).
     ``eps`` is the attack's budget in its own unit (``engine.attacks.budget_of``: an ℓ∞ radius for
     most, a noise σ, a rotation angle, SimBA's ℓ2 step); minimal attacks (DeepFool, C&W) ignore it
@@ -115,7 +119,12 @@ def adversarial_examples(store, run_ids: Sequence[str], attack: str, eps: float 
 
     ``indices``: test-split indices, or a count of images taken from different classes
     (``default_indices``). ``params``: the attack's parameters (validated here; defaults filled in).
-    Every run is attacked from the same seeded random state (``seed``).
+    Every run is attacked from the same seeded random state (``seed``), in a stream of its own.
+
+    ``device``: where the runs are attacked. ``cancel`` (a threading.Event) is checked before each run
+    (InterruptedError("cancelled") when set). ``on_event`` receives the job events of the evaluations
+    (``engine.jobs.Job.publish``): ``sweep-start`` (a point per run), ``sweep-progress`` and ``point``
+    ({run_id, objective, fooled, images}) after each run.
 
     Returns a dict: dataset, class_names, attack, eps, params (validated), seed, runs (a list of
     {run_id, objective}) and images, one per index: {index, label, clean, runs: {run_id: {adversarial,
@@ -139,21 +148,33 @@ def adversarial_examples(store, run_ids: Sequence[str], attack: str, eps: float 
     chosen = _checked_indices(indices, data.y_test)
     x, y = data.x_test[chosen], data.y_test[chosen]
 
+    emit = on_event or (lambda event: None)
+    device = torch.device(device)
+    x, y = x.to(device), y.to(device)
+    emit({"type": "sweep-start", "runs": [{"run_id": r, "objective": records[r]["objective"]} for r in run_ids],
+          "points": len(run_ids), "class_names": list(data.class_names)})
     per_run: dict[str, dict[str, Any]] = {}
-    for run_id in run_ids:
-        model, objective, _ = load_run(store, run_id)
-        # The global generator is shared with training jobs (their CPU members swap their own streams in
-        # under RNG_LOCK): hold the lock while seeding and attacking, and put the state back afterwards.
-        with RNG_LOCK, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            if eps == 0:  # no budget: the clean images (a minimal attack, eps None, always runs)
-                x_adv = x.clone()
-            else:
-                x_adv = build_attack(attack, model, objective, eps or 0.0, **values)(x, y)
+    for done, run_id in enumerate(run_ids, start=1):
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError("cancelled")
+        with private_rng(int(seed)):  # building the model draws its (overwritten) initial weights: not from
+            model, objective, _ = load_run(store, run_id, device)  # a training member's stream
+        if eps == 0:  # no budget: the clean images (a minimal attack, eps None, always runs)
+            x_adv = x.clone()
+        else:
+            atk = build_attack(attack, model, objective, eps or 0.0, **values)
+            if hasattr(atk, "seed"):  # torchattacks' APGD, FAB, Square reseed torch from their own seed
+                atk.seed = int(seed)
+            with private_rng(int(seed), device):  # the same start for every run, in a stream of its own
+                x_adv = atk(x, y).detach()
         clean_pred, clean_conf = _predict(model, objective, x)
         adv_pred, adv_conf = _predict(model, objective, x_adv)
-        per_run[run_id] = {"x_adv": x_adv, "clean_pred": clean_pred, "clean_conf": clean_conf,
-                           "adv_pred": adv_pred, "adv_conf": adv_conf}
+        per_run[run_id] = {"x_adv": x_adv.cpu(), "clean_pred": clean_pred.cpu(), "clean_conf": clean_conf.cpu(),
+                           "adv_pred": adv_pred.cpu(), "adv_conf": adv_conf.cpu()}
+        emit({"type": "sweep-progress", "done": done, "total": len(run_ids), "eta": None})
+        emit({"type": "point", "result": {"run_id": run_id, "objective": records[run_id]["objective"],
+                                          "fooled": int((adv_pred != y).sum()), "images": len(y)}})
+    x, y = x.cpu(), y.cpu()
 
     images = []
     for i, index in enumerate(chosen):

@@ -232,6 +232,40 @@ class JobManager:
         title = f"{measure} · {len(run_ids)} run{'s' * (len(run_ids) > 1)}"
         return self.submit("measure", title, device, {"runs": list(run_ids), "measure": measure, **settings}, work)
 
+    def submit_examples(self, run_ids: list[str], attack: str, eps: float | None, params: dict[str, Any] | None = None,
+                        indices: int | list[int] = 5, seed: int = 0, device: str = "cpu",
+                        title: str | None = None) -> str:
+        """Queue the adversarial-examples gallery (``engine.examples.adversarial_examples``) on
+        ``device``'s worker ("cpu", "cuda[:i]" or "auto": the GPU when there is one), off the page
+        thread: progress per run, cancel between runs; the gallery is the job's result. Bad settings
+        (attack, parameters, budget, runs) fail here, in the caller; bad test indices fail the job."""
+        from .attacks import ATTACKS, attack_params, validate_budget
+        from .examples import adversarial_examples
+
+        params = attack_params(attack, dict(params or {}))
+        if ATTACKS[attack].budget == "none":
+            eps = None
+        else:
+            eps = validate_budget(attack, [eps])[0]
+        if not run_ids:
+            raise ConfigError("runs: choose at least one stored run")
+        if self.store is not None:
+            for run_id in run_ids:
+                if not self.store.has_run(run_id):
+                    raise ConfigError(f"runs: no stored run {run_id!r}")
+        indices = list(indices) if not isinstance(indices, int) else indices
+        at_budget = "" if eps is None else f" at ε = {eps:g}"
+        title = title or f"examples · {attack}{at_budget} · {len(run_ids)} run{'s' * (len(run_ids) > 1)}"
+        device = str(resolve_device(device)) if device in ("auto", "cuda") else device
+
+        def work(job: Job):
+            return adversarial_examples(self.store, run_ids, attack, eps, params, indices, data_dir=self.data_dir,
+                                        seed=seed, device=job.device, cancel=job.cancel_event, on_event=job.publish)
+
+        settings = {"runs": list(run_ids), "attack": attack, "eps": eps, "params": params, "indices": indices,
+                    "seed": seed}
+        return self.submit("examples", title, device, settings, work)
+
     # --- reading and steering ------------------------------------------------------------------
     def get(self, job_id: str) -> Job:
         with self.lock:

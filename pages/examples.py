@@ -1,15 +1,18 @@
 """Examples page: a gallery of clean images, each chosen run's own white-box adversarial image and
-the perturbation, with every run's prediction and confidence."""
+the perturbation, with every run's prediction and confidence. The gallery is computed by a background
+job (``JobManager.submit_examples``) on the device's worker, never on the page thread; the page shows
+its progress and draws the gallery when it is done."""
 import streamlit as st
 
 from engine.attacks import ATTACKS, attack_params, budget_of
-from engine.data import DATASETS, DatasetUnavailable
-from engine.examples import (DEFAULT_IMAGES, MAX_IMAGES, adversarial_examples, gallery_rows, parse_indices,
-                             upscale)
+from engine.data import DATASETS
+from engine.examples import DEFAULT_IMAGES, MAX_IMAGES, gallery_rows, parse_indices, upscale
+from engine.jobs import DONE, FINISHED
 from engine.objectives import ConfigError
+from engine.train import TrainingFailed
 from ui.export import table_downloads
-from ui.state import get_store
-from ui.widgets import run_label
+from ui.state import get_manager, get_store
+from ui.widgets import CHART_REFRESH_S, run_label
 
 KEPT_GALLERIES = 4  # galleries kept per session, so going back to earlier settings is instant
 TILE_PX = 112  # images are enlarged to about this width and drawn at exactly their size (a long caption
@@ -20,7 +23,7 @@ st.caption("Each run is attacked on its own (white-box, its own model and object
            "start. Perturbations are amplified to the full grey range: mid-grey is no change, black and white "
            "the largest decrease and increase in that image (at most ε for an ℓ∞ attack).")
 
-store = get_store()
+store, manager = get_store(), get_manager()
 records = store.list_runs()
 if not records:
     st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
@@ -92,20 +95,74 @@ except ConfigError as error:
 at_budget = "" if eps is None else f" at ε = {eps:g}"
 settings = (tuple(chosen), attack, eps, tuple(sorted(params.items())),
             tuple(indices) if isinstance(indices, list) else indices, int(seed))
-galleries = st.session_state.setdefault("examples-galleries", {})
-if generate and settings not in galleries:
-    try:
-        with st.spinner(f"Attacking {len(chosen)} run(s) with {attack}{at_budget}…"):
-            gallery = adversarial_examples(store, chosen, attack, eps, params, indices, seed=int(seed))
-    except (ConfigError, DatasetUnavailable) as error:
-        st.error(str(error))
-        st.stop()
-    galleries[settings] = gallery
+galleries = st.session_state.setdefault("examples-galleries", {})  # settings -> finished gallery
+pending = st.session_state.setdefault("examples-pending", {})  # settings -> id of the job computing it
+failures = st.session_state.setdefault("examples-failures", {})  # settings -> why its job did not finish
+
+
+def keep(key, gallery) -> None:
+    galleries[key] = gallery
     while len(galleries) > KEPT_GALLERIES:  # dicts keep insertion order: drop the oldest
         galleries.pop(next(iter(galleries)))
+
+
+def collect() -> None:
+    """Move the finished jobs' galleries (or their errors) out of ``pending``."""
+    for key, job_id in list(pending.items()):
+        try:
+            job = manager.get(job_id)
+        except KeyError:  # the manager was replaced (server restart): the job is gone
+            pending.pop(key)
+            continue
+        if job.status == DONE:
+            keep(key, job.result)
+            failures.pop(key, None)
+        elif job.status in FINISHED:
+            failures[key] = (job.status, job.error or job.status)
+        else:
+            continue
+        pending.pop(key)
+
+
+collect()
+if generate and settings not in galleries and settings not in pending:
+    failures.pop(settings, None)
+    try:
+        pending[settings] = manager.submit_examples(list(chosen), attack, eps, params, indices, int(seed),
+                                                    device="auto")
+    except (ConfigError, TrainingFailed) as error:
+        st.error(str(error))
+        st.stop()
+
+
+@st.fragment(run_every=CHART_REFRESH_S if pending else None)
+def progress_panel() -> None:
+    for key, job_id in list(pending.items()):
+        try:
+            job = manager.get(job_id)
+        except KeyError:
+            continue
+        if job.status in FINISHED:
+            st.rerun(scope="app")  # the whole page collects and draws the gallery
+        bar, stop = st.columns([5, 1])
+        text = ("queued: waiting for the worker of " + job.device if job.status == "queued"
+                else f"attacking on {job.device}: {len(job.points)}/{len(key[0])} runs done")
+        bar.progress(job.progress, text=f"{job.title} · {text}")
+        if stop.button("Cancel", key=f"examples-cancel-{job_id}", icon=":material/cancel:"):
+            manager.cancel(job_id)
+
+
+progress_panel()
+if settings in failures:
+    status, message = failures[settings]
+    if status == "cancelled":
+        st.info(f"Cancelled ({message}). Press Generate to start again.")
+    else:
+        st.error(message)
 gallery = galleries.get(settings)
 if gallery is None:
-    st.info("Press Generate to attack the chosen runs with these settings.")
+    if settings not in pending and settings not in failures:
+        st.info("Press Generate to attack the chosen runs with these settings.")
     st.stop()
 
 names = gallery["class_names"]

@@ -137,3 +137,49 @@ def test_typed_indices_and_display_helpers():
     big = upscale(np.arange(4, dtype=np.float32).reshape(2, 2), size=8)
     assert big.shape == (8, 8) and big[:4, :4].tolist() == [[0.0] * 4] * 4 and big[7, 7] == 3.0
     assert upscale(np.zeros((32, 32, 3)), size=112).shape == (96, 96, 3)
+
+
+def test_gallery_leaves_the_global_generator_alone(runs):
+    store, run_ids = runs
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    adversarial_examples(store, run_ids, "pgd", 0.2, {}, 3, seed=4)
+    assert torch.equal(torch.get_rng_state(), before)  # seeded inside private_rng only, and restored
+
+
+def test_gallery_runs_as_a_job_with_progress_and_cancel(runs):
+    import threading
+
+    from engine.jobs import CANCELLED, DONE, FAILED, JobManager
+
+    store, run_ids = runs
+    manager = JobManager(store=store)
+    job = manager.wait(manager.submit_examples(run_ids, "pgd", 0.2, {}, 3, seed=4), 120)
+    assert job.status == DONE and job.kind == "examples" and job.progress == 1.0
+    assert [p["run_id"] for p in job.points] == run_ids and all(p["images"] == 3 for p in job.points)
+    direct = adversarial_examples(store, run_ids, "pgd", 0.2, {}, 3, seed=4)
+    for a, b in zip(job.result["images"], direct["images"]):
+        for run_id in run_ids:
+            assert np.array_equal(a["runs"][run_id]["adversarial"], b["runs"][run_id]["adversarial"])
+    # settings fail in the caller, test indices in the job (they need the dataset)
+    with pytest.raises(ConfigError, match="pgd.steps must be ≥ 1"):
+        manager.submit_examples(run_ids, "pgd", 0.1, {"steps": 0})
+    with pytest.raises(ConfigError, match="runs: no stored run 'nope'"):
+        manager.submit_examples(["nope"], "pgd", 0.1)
+    failed = manager.wait(manager.submit_examples(run_ids, "pgd", 0.1, {}, [4500]), 60)
+    assert failed.status == FAILED and "from 0 to 449; got 4500" in failed.error
+    # cancel between runs
+    cancel, seen = threading.Event(), []
+
+    def on_event(event):
+        seen.append(event["type"])
+        if event["type"] == "point":
+            cancel.set()
+
+    with pytest.raises(InterruptedError, match="cancelled"):
+        adversarial_examples(store, run_ids, "pgd", 0.1, {}, 2, cancel=cancel, on_event=on_event)
+    assert seen == ["sweep-start", "sweep-progress", "point"]
+    assert manager.submit_examples(run_ids, "deepfool", 0.3)  # a minimal attack ignores ε
+    queued = manager.submit_examples(run_ids, "pgd", 0.1, {}, 2)
+    manager.cancel(queued)
+    assert manager.wait(queued, 120).status in (CANCELLED, DONE)

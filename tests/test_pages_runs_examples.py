@@ -1,5 +1,6 @@
 """The Runs and Examples pages under AppTest, on a store of their own, and the export helpers."""
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,18 @@ def page(name: str) -> AppTest:
 
 def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
+
+
+def generate(at: AppTest, timeout: float = 120) -> None:
+    """Press Generate on the Examples page and rerun until its background job has finished (AppTest
+    does not run the page's timed fragment; a full rerun collects the finished job)."""
+    button(at, "Generate").click()
+    at.run()
+    deadline = time.time() + timeout
+    while at.session_state["examples-pending"] and time.time() < deadline:
+        time.sleep(0.1)
+        at.run()
+    assert not at.session_state["examples-pending"], "the examples job did not finish"
 
 
 def download_labels(at: AppTest) -> list[str]:
@@ -129,7 +142,13 @@ def test_examples_page_generates_a_gallery_once_and_keeps_it(populated):
     at.number_input(key="examples-count").set_value(3)
     at.run()
     button(at, "Generate").click()
-    at.run()
+    at.run()  # submitted: the page thread only shows the job's progress
+    assert not at.exception, at.exception
+    assert at.session_state["examples-pending"] or at.session_state["examples-galleries"]
+    deadline = time.time() + 120
+    while at.session_state["examples-pending"] and time.time() < deadline:
+        time.sleep(0.1)
+        at.run()
     assert not at.exception, at.exception
     assert len(at.image) == 3 * (1 + 2 * 2)  # per image: clean, then perturbation and adversarial per run
     captions = [c for image in at.image for c in image.captions]
@@ -146,8 +165,7 @@ def test_examples_page_generates_a_gallery_once_and_keeps_it(populated):
     at.selectbox(key="examples-attack").set_value("deepfool")
     at.run()
     assert not any(ni.label == "ε" for ni in at.number_input)
-    button(at, "Generate").click()
-    at.run()
+    generate(at)
     assert not at.exception and len(at.image) == 15 and len(at.session_state["examples-galleries"]) == 2
 
 
@@ -172,8 +190,7 @@ def test_examples_page_bad_input_is_a_message(populated):
     assert "images: test indices must be whole numbers separated by commas; got 'x'" in at.error[0].value
     at.text_input(key="examples-indices").set_value("0, 4500")
     at.run()
-    button(at, "Generate").click()
-    at.run()
+    generate(at)  # the job fails; the page shows why
     assert not at.exception and "from 0 to 449; got 4500" in at.error[0].value
     at.text_input(key="examples-indices").set_value("0")
     at.number_input(key="examples-pgd-steps").set_value(0)
