@@ -176,38 +176,46 @@ class _StepTimer:
             member.pending_timers.clear()
 
 
+def adversarial_attack(member: Member, adv: TrainConfig):
+    """The attack of the registry's classes (``engine.attacks``) that adversarial training crafts with:
+    PGD on the objective's adaptive attack objective (``AdaptivePGD``; with the clean latents when the
+    objective uses them, e.g. MAT's BIBO term) for ``adv_loss="adaptive"``, else PGD on CE of its
+    logits (``CEPGD``). PGD: ``adv_steps`` steps of ``adv_step`` from a uniform random start in the
+    ε-ball; FGSM: one step of ε from x, no random start."""
+    from .attacks import AdaptivePGD, LogitsModel
+    from .attacks.objective_pgd import CEPGD
+
+    fgsm = adv.adv_attack == "fgsm"
+    steps, step = (1, adv.adv_eps) if fgsm else (adv.adv_steps, adv.adv_step)
+    cls = AdaptivePGD if adv.adv_loss == "adaptive" else CEPGD
+    return cls(LogitsModel(member.model, member.objective), eps=adv.adv_eps, alpha=step, steps=steps,
+               random_start=not fgsm)
+
+
 def craft_adversarial(member: Member, x: torch.Tensor, y: torch.Tensor, adv: TrainConfig) -> torch.Tensor:
-    """FGSM or PGD (random start) examples for adversarial training, within ε in ℓ∞ and [0, 1].
+    """FGSM or PGD (random start) examples for adversarial training, within ε in ℓ∞ and [0, 1],
+    crafted by the attack classes of ``engine.attacks`` (``adversarial_attack``).
 
     They maximise the objective's adaptive attack objective (``adv_loss="adaptive"``) or CE on its
     logits; targeted ones move towards targets drawn uniformly from y_t ≠ y. The model is in eval
-    mode while crafting, so BatchNorm statistics see only the training step's batches.
+    mode while crafting, so BatchNorm statistics see only the training step's batches; every module's
+    mode is restored afterwards. The random draws (targets, random start) come from the global
+    generators, i.e. from the member's own stream that ``train_step`` swaps in.
     """
     model, objective = member.model, member.objective
-    target = None
+    attack = adversarial_attack(member, adv)
     if adv.adv_targeted:
         k = objective.num_classes
         target = (y + torch.randint(1, k, y.shape, device=y.device)) % k
-    fgsm = adv.adv_attack == "fgsm"
-    steps, step, eps = (1, adv.adv_eps, adv.adv_eps) if fgsm else (adv.adv_steps, adv.adv_step, adv.adv_eps)
-    x_adv = x if fgsm else (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+        attack.set_mode_targeted_by_function(lambda images, labels: target, quiet=True)
+    modes = [(m, m.training) for m in (*model.modules(), *objective.modules())]
     model.eval()
     objective.eval()
     try:
-        for _ in range(steps):
-            x_adv = x_adv.detach().requires_grad_(True)
-            z = model(x_adv)
-            if adv.adv_loss == "adaptive":
-                value = objective.adaptive_objective(z, y, target)
-            elif target is None:
-                value = torch.nn.functional.cross_entropy(objective.logits(z), y, reduction="none")
-            else:
-                value = -torch.nn.functional.cross_entropy(objective.logits(z), target, reduction="none")
-            (grad,) = torch.autograd.grad(value.sum(), x_adv)
-            x_adv = torch.min(torch.max(x_adv.detach() + step * grad.sign(), x - eps), x + eps).clamp(0, 1)
+        x_adv = attack(x, y)
     finally:
-        model.train()
-        objective.train()
+        for module, mode in modes:
+            module.training = mode
     return x_adv.detach()
 
 

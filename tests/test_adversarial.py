@@ -92,3 +92,59 @@ def test_fine_tuning_errors_name_init_from(store):
     (source,) = train_job(config("ce", epochs=1), store)
     with pytest.raises(TrainingFailed, match="init_from: .* model 'cnn', this job uses 'mlp'"):
         train_job(config("gccs", model="mlp", init_from=source["run_id"]), store)
+
+
+@pytest.mark.parametrize("loss, attack, cls, steps, random_start", [
+    ("ce", "pgd", "CEPGD", 5, True), ("ce", "fgsm", "CEPGD", 1, False),
+    ("adaptive", "pgd", "AdaptivePGD", 5, True), ("adaptive", "fgsm", "AdaptivePGD", 1, False)])
+def test_adversarial_training_crafts_through_the_registry_classes(digits, monkeypatch, loss, attack, cls, steps,
+                                                                  random_start):
+    import engine.attacks.objective_pgd as objective_pgd
+    from engine.train import adversarial_attack
+
+    cfg = config("gccs", adv_attack=attack, adv_loss=loss, adv_eps=0.1, adv_step=0.03, adv_steps=5)
+    member = member_for(cfg, digits)
+    built = adversarial_attack(member, cfg)
+    assert type(built).__name__ == cls and isinstance(built, objective_pgd.ObjectivePGD)
+    assert (built.eps, built.alpha, built.steps, built.random_start) == (0.1, 0.03 if steps > 1 else 0.1, steps,
+                                                                         random_start)
+    calls = []
+    forward = objective_pgd.ObjectivePGD.forward
+    monkeypatch.setattr(objective_pgd.ObjectivePGD, "forward",
+                        lambda self, images, labels: calls.append(type(self).__name__) or forward(self, images, labels))
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    craft_adversarial(member, x, y, cfg)
+    assert calls == [cls]
+
+
+def test_crafting_draws_from_the_members_stream_and_matches_the_hand_written_pgd(digits):
+    """Same examples as PGD written out by hand with the same random start (the pre-registry loop)."""
+    cfg = config("ce", adv_attack="pgd", adv_loss="ce", adv_eps=0.1, adv_step=0.03, adv_steps=4)
+    member = member_for(cfg, digits, "ce")
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    torch.manual_seed(5)
+    x_adv = craft_adversarial(member, x, y, cfg)
+    torch.manual_seed(5)
+    model = member.model.eval()
+    ref = (x + torch.empty_like(x).uniform_(-0.1, 0.1)).clamp(0, 1)
+    for _ in range(4):
+        ref = ref.detach().requires_grad_(True)
+        value = torch.nn.functional.cross_entropy(member.objective.logits(model(ref)), y, reduction="none")
+        (grad,) = torch.autograd.grad(value.sum(), ref)
+        ref = torch.min(torch.max(ref.detach() + 0.03 * grad.sign(), x - 0.1), x + 0.1).clamp(0, 1)
+    model.train()
+    assert torch.allclose(x_adv, ref, atol=1e-6)
+
+
+def test_mat_adversarial_training_passes_the_clean_latents(digits, monkeypatch):
+    from engine.objectives.mat import MAT
+
+    cfg = config("mat", adv_attack="pgd", adv_loss="adaptive", adv_eps=0.1, adv_step=0.03, adv_steps=2)
+    member, _ = build_member(cfg, ObjectiveSpec("mat", {"bibo_steps": 1}), digits, torch.device("cpu"))
+    seen = []
+    original = MAT.adaptive_objective
+    monkeypatch.setattr(MAT, "adaptive_objective",
+                        lambda self, z, y, target=None, z_clean=None: seen.append(z_clean) or
+                        original(self, z, y, target, z_clean))
+    craft_adversarial(member, digits.x_train[:16], digits.y_train[:16], cfg)
+    assert len(seen) == 2 and all(z is not None and not z.requires_grad for z in seen)

@@ -383,3 +383,47 @@ def test_trains_on_digits(monkeypatch):
     assert set(rec["history"][-1]["loss"]) == {"loss", "ftc", "so", "bibo"}
     assert rec["final"]["diagnostics"]["mean_cos_own_centre"] > 0.5
     assert np.asarray(rec["geometry"]).shape == (10, 64)
+
+
+# --- the adaptive attack passes the clean latents (BIBO term, spec §2.3) -----------------------------------
+def test_only_bibo_variants_use_clean_latents():
+    assert MAT(K, d=D).uses_clean_latents and MAT(K, d=D, variant="ftc+bibo").uses_clean_latents
+    assert not MAT(K, d=D, variant="ftc+so").uses_clean_latents and not MAT(K, d=D, variant="ftc").uses_clean_latents
+    assert not MAT(K, d=D, beta=0.0).uses_clean_latents
+    assert not engine.objectives.build_objective("ce", K, {}).uses_clean_latents
+
+
+def test_adaptive_pgd_includes_the_bibo_term_with_the_clean_latents():
+    from engine.attacks import AdaptivePGD, LogitsModel
+
+    torch.manual_seed(0)
+    net = TinyNet().double().eval()
+    mat = MAT(K, d=D, alpha=0.5, beta=3.0).double().eval()
+    x, y = images(), torch.arange(10) % K
+    attack = AdaptivePGD(LogitsModel(net, mat).eval(), eps=0.1, alpha=0.02, steps=3)
+    seen = []
+    original = mat.adaptive_objective
+
+    def spy(z, y, target=None, **kwargs):
+        seen.append(kwargs.get("z_clean"))
+        return original(z, y, target, **kwargs)
+
+    mat.adaptive_objective = spy
+    x_adv = attack(x, y)
+    assert len(seen) == 3 and all(z is not None for z in seen)
+    with torch.no_grad():
+        clean = net(x)
+    assert all(torch.equal(z, clean) and not z.requires_grad for z in seen)  # computed once, detached
+    # the value the attack ascends differs from the one without the clean latents by β·CD(φ(x), φ(x'))
+    with torch.no_grad():
+        z_adv = net(x_adv)
+    assert attack.value(x_adv, y, None).detach().numpy() == pytest.approx(
+        (original(z_adv, y) + 3.0 * mat.cosine_distance(clean, z_adv)).numpy(), rel=1e-9)
+    assert not torch.allclose(attack.value(x_adv, y, None), original(z_adv, y))
+    # a variant without BIBO gets no clean latents
+    del mat.adaptive_objective
+    so_only = MAT(K, d=D, variant="ftc+so").double().eval()
+    attack = AdaptivePGD(LogitsModel(net, so_only).eval(), eps=0.1, alpha=0.02, steps=1)
+    so_only.adaptive_objective = lambda z, y, target=None, **kwargs: seen.append(kwargs) or so_only.ftc(z, y)
+    attack(x, y)
+    assert seen[-1] == {}

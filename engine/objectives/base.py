@@ -93,6 +93,9 @@ class Objective(nn.Module):
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     # Parts plotted on the live loss chart, in this order.
     PART_NAMES: ClassVar[tuple[str, ...]] = ("loss",)
+    # The adaptive attack objective also takes ``z_clean=`` (the clean batch's latents, a constant):
+    # attacks and adversarial training then pass it (engine.attacks.AdaptivePGD). Default: no.
+    uses_clean_latents: ClassVar[bool] = False
 
     def __init__(self, num_classes: int, **params: Any):
         super().__init__()
@@ -171,7 +174,8 @@ class Objective(nn.Module):
         return self.predict(z)
 
     def adaptive_objective(self, z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-sample value a defence-aware white-box attacker maximises (untargeted when target is None)."""
+        """Per-sample value a defence-aware white-box attacker maximises (untargeted when target is None).
+        An objective with ``uses_clean_latents`` takes ``z_clean`` (the clean latents, detached) too."""
         logits = self.logits(z)
         if target is None:
             return nn.functional.cross_entropy(logits, y, reduction="none")

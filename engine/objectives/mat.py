@@ -119,6 +119,11 @@ class MAT(Objective):
     def latent_dim(self) -> int:
         return self.d
 
+    @property
+    def uses_clean_latents(self) -> bool:
+        """The adaptive objective has the BIBO term β·CD(φ(x), φ(x')) (§2.3): attacks pass φ(x)."""
+        return self.use_bibo and self.beta > 0
+
     # --- the terms ---------------------------------------------------------------------------
     def _unit_centres(self, z: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.centres.to(z.dtype), dim=1)
@@ -213,7 +218,8 @@ class MAT(Objective):
 
         Untargeted: the variant's own training loss at the attacked latent z, with the BIBO inner
         maximisation collapsed to the cosine distance from the clean latent:
-        CD(z, μ_y) [+ α·SO(z, y)] [+ β·CD(z_clean, z) when ``z_clean`` is given].
+        CD(z, μ_y) [+ α·SO(z, y)] [+ β·CD(z_clean, z) when ``z_clean`` is given]. ``uses_clean_latents``
+        tells attacks (AdaptivePGD) and adversarial training to pass the clean latents φ(x), detached.
         Targeted: −CD(z, μ_target) (pull z's direction onto the target centre).
         """
         if target is not None:
