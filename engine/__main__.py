@@ -1,6 +1,6 @@
 """The headless command line: the same engine as the app, JSON on stdout, progress on stderr.
 
-    python -m engine train --dataset digits --model cnn --objective gccs [--objective ce] [--preset quick]
+    python -m engine train --dataset digits --model cnn --objective gccs [--objective ce] [--preset quick] [--seeds 0,1,2]
     python -m engine attack RUN_ID --attack pgd --eps 0,0.05,0.1 [--param steps=10] [--samples N]
     python -m engine evaluate RUN_ID [RUN_ID ...] --suite gccs-paper
     python -m engine runs
@@ -110,15 +110,30 @@ def interruptible(args: argparse.Namespace) -> threading.Event:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train every objective in lockstep, once per seed (--seeds: one job per seed, in order); print the
+    runs, and their seed groups and paired verdicts against CE (engine.groups)."""
+    from .groups import comparisons, parse_seeds, seed_groups
+
+    seeds = None if args.seeds is None else parse_seeds(args.seeds, "--seeds")
     config = build_config(args)
+    configs = [config] if seeds is None else [config.with_(seed=s) for s in seeds]
     store = RunStore(args.store)
     cancel = interruptible(args)
     if args.preset:
         print(PRESET_NOTES[args.preset], file=sys.stderr)
-    existing = {config.run_id(o) for o in config.objectives if store.has_run(config.run_id(o))}
-    records = train_job(config, store, force=args.force, on_event=progress_printer(args.quiet), cancel=cancel,
-                        data_dir=args.data_dir, download=args.download)
+    existing = {c.run_id(o) for c in configs for o in c.objectives if store.has_run(c.run_id(o))}
+    records = []
+    for c in configs:
+        if len(configs) > 1 and not args.quiet:
+            print(f"seed {c.seed}:", file=sys.stderr, flush=True)
+        records += train_job(c, store, force=args.force, on_event=progress_printer(args.quiet), cancel=cancel,
+                             data_dir=args.data_dir, download=args.download)
+    groups = seed_groups(records)
+    names = {o.name for o in config.objectives}
     out = {"runs": [run_summary(r, r["run_id"] in existing and not args.force) for r in records],
+           "groups": groups,
+           # paired verdicts (objective − CE, seed by seed) when CE and another objective were trained
+           "comparisons": comparisons(groups) if "ce" in names and len(names) > 1 else [],
            "warnings": warnings_for(config, records[0]["num_classes"]),
            "store": str(store.path)}
     if args.preset:
@@ -278,7 +293,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--gamma", type=float, help="decay factor (schedule=step)")
     t.add_argument("--weight-decay", dest="weight_decay", type=float)
     t.add_argument("--dropout", type=float)
-    t.add_argument("--seed", type=int)
+    seed = t.add_mutually_exclusive_group()
+    seed.add_argument("--seed", type=int, help="the seed of the run (default: the preset's, 0)")
+    seed.add_argument("--seeds", metavar="S,S,...",
+                      help="several seeds, e.g. 0,1,2: every objective trained once per seed; the JSON adds "
+                           "mean ± 95%% CI per objective and paired verdicts against CE")
     t.add_argument("--sampler", choices=SAMPLERS)
     t.add_argument("--device", choices=DEVICES)
     t.add_argument("--latent-samples", dest="latent_samples", type=int)
