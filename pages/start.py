@@ -2,6 +2,9 @@
 import streamlit as st
 
 from engine.config import PRESET_NOTES, PRESETS, preset
+from engine.groups import parse_seeds
+from engine.objectives import ConfigError
+from ui.seeds import seed_jobs_view
 from ui.state import get_manager
 from ui.widgets import class_picker, comparison_view, job_latent_entries, latent_panels, live_fragment
 
@@ -16,21 +19,32 @@ st.markdown(
 st.subheader("One click: CE vs GCCS on the embedded digits data")
 st.caption(PRESET_NOTES["quick"] + ". Model: the LeNet-5-style CNN. Both objectives see identical batches. "
            "Runs with identical settings are taken from the store instead of being retrained.")
-c1, c2, c3 = st.columns([1, 1, 2])
+c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
 epochs = c1.number_input("epochs", min_value=1, max_value=2000, value=PRESETS["quick"]["epochs"], step=10,
                          help="The quick preset trains 100 epochs (about 10 s on two CPU cores).")
-force = c2.checkbox("retrain even if stored", value=False)
-if c3.button("▶ Train CE vs GCCS on digits", type="primary"):
-    job_id = get_manager().submit_training(preset("quick", ("ce", "gccs"), epochs=int(epochs)), force=force,
-                                           title=f"CE vs GCCS · digits · cnn · {int(epochs)} ep")
-    st.session_state["start_job"] = job_id
+seeds_text = c2.text_input("seeds", value="0,1,2", key="start-seeds",
+                           help="One job per seed, one after the other. With ≥ 2 seeds the page adds mean ± 95 % CI "
+                                "per objective and a paired per-seed verdict GCCS vs CE (≥ 3 seeds for a comparison).")
+force = c3.checkbox("retrain even if stored", value=False)
+if c4.button("▶ Train CE vs GCCS on digits", type="primary"):
+    try:
+        seeds = parse_seeds(seeds_text, "seeds")
+    except ConfigError as exc:
+        st.error(f"Not started: {exc}")
+    else:
+        title = f"CE vs GCCS · digits · cnn · {int(epochs)} ep"
+        job_ids = [get_manager().submit_training(preset("quick", ("ce", "gccs"), epochs=int(epochs), seed=seed),
+                                                 force=force, title=title + (f" · seed {seed}" if len(seeds) > 1 else ""))
+                   for seed in seeds]
+        st.session_state["start_job"], st.session_state["start_jobs"] = job_ids[0], job_ids
 
 job_id = st.session_state.get("start_job")
 if job_id is None:
     st.info("Press the button to train both objectives in a background job; the charts below fill in as it runs. "
             "The Train page offers every setting; the Latent space page shows any stored run.")
 else:
-    comparison_view(job_id, key="start")
+    comparison_view(job_id, key="start")  # the first seed, live
+    seed_jobs_view(st.session_state.get("start_jobs", [job_id]), key="start")
     st.subheader("Latent simplex geometry (test points of three classes)")
     st.caption("Left: projected onto the plane through the three class centres (GCCS: the vertices μ_T·e_i; "
                "CE: the class means). Right: the three latent coordinates. Compare the axis scales across panels.")

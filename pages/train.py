@@ -4,8 +4,10 @@ import streamlit as st
 from engine.config import (ADV_ATTACKS, ADV_LOSSES, DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec,
                            TrainConfig, preset_params, warnings_for)
 from engine.data import DATASETS
+from engine.groups import parse_seeds
 from engine.objectives import OBJECTIVES, ConfigError
 from models import ARCHITECTURES
+from ui.seeds import seed_jobs_view
 from ui.state import get_manager, get_store
 from ui.widgets import comparison_view, param_input
 
@@ -45,7 +47,9 @@ with st.form("train-form"):
     batch_size = c2.number_input("batch size", min_value=2, max_value=100_000, value=quick["batch_size"],
                                  help="GCCS uses per-batch class statistics: the paper's 200 is the default.")
     lr = c3.number_input("learning rate", min_value=0.0, value=quick["lr"], format="%g")
-    seed = c4.number_input("seed", min_value=0, value=quick["seed"])
+    seeds_text = c4.text_input("seeds", value=str(quick["seed"]),
+                               help="Comma-separated, e.g. 0,1,2: one job per seed. With ≥ 2 seeds the page adds mean "
+                                    "± 95 % CI per objective and paired per-seed verdicts against CE.")
 
     with st.expander("optimiser, schedule, regularisation, sampler"):
         c1, c2, c3, c4 = st.columns(4)
@@ -115,14 +119,21 @@ with st.form("train-form"):
 
 if submitted:
     try:
+        seeds = parse_seeds(seeds_text, "seeds")
         config = TrainConfig.from_dict(dict(
             dataset=dataset, model=model, objectives=tuple(ObjectiveSpec(n, params.get(n, {})) for n in names),
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, schedule=schedule,
-            step_size=step_size, gamma=gamma, weight_decay=weight_decay, dropout=dropout, seed=seed,
-            sampler=sampler, device=device, adv_attack=adv_attack, adv_eps=adv_eps, adv_step=adv_step,
+            step_size=step_size, gamma=gamma, weight_decay=weight_decay, dropout=dropout,
+            seed=seeds[0], sampler=sampler, device=device, adv_attack=adv_attack, adv_eps=adv_eps, adv_step=adv_step,
             adv_steps=adv_steps, adv_targeted=adv_targeted, adv_loss=adv_loss, adv_clean_weight=adv_clean_weight,
             init_from=init_from))
-        st.session_state["train_job"] = get_manager().submit_training(config, force=force, download=download)
+        configs = [config.with_(seed=seed) for seed in seeds]
+        job_ids = [get_manager().submit_training(c, force=force, download=download,
+                                                 title=None if len(seeds) == 1 else
+                                                 f"{' vs '.join(o.name.upper() for o in c.objectives)} · {c.dataset} · "
+                                                 f"{c.model} · {c.epochs} ep · seed {c.seed}")
+                   for c in configs]
+        st.session_state["train_job"], st.session_state["train_jobs"] = job_ids[0], job_ids
         for warning in warnings_for(config, DATASETS[dataset].num_classes):
             st.warning(warning)
     except (ConfigError, ValueError) as exc:
@@ -131,4 +142,5 @@ if submitted:
 job_id = st.session_state.get("train_job")
 if job_id:
     st.subheader("Live curves")
-    comparison_view(job_id, key="train")
+    comparison_view(job_id, key="train")  # the first seed, live
+    seed_jobs_view(st.session_state.get("train_jobs", [job_id]), key="train")

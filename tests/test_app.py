@@ -56,6 +56,7 @@ def test_start_page_renders_without_a_job():
 def test_start_page_comparison_trains_and_draws_its_charts():
     at = new_app()
     at.number_input[0].set_value(3)
+    at.text_input(key="start-seeds").set_value("0")  # one seed: the live view alone (several: test_groups)
     button(at, "Train CE vs GCCS").click()
     at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all())
     keys = [c.key for c in at.get("plotly_chart")]
@@ -125,7 +126,7 @@ def test_train_page_submits_a_job_and_shows_live_curves():
     at.multiselect[0].set_value(["ce"])
     at.run()
     next(ni for ni in at.number_input if ni.label == "epochs").set_value(2)
-    next(ni for ni in at.number_input if ni.label == "seed").set_value(7)
+    next(ti for ti in at.text_input if ti.label == "seeds").set_value("7")
     next(b for b in at.get("button") if "Train" in b.label).click()
     at = run_until(at, lambda a: a.dataframe and (a.dataframe[0].value["epoch"] == 2).all())
     assert [c.key for c in at.get("plotly_chart")] == ["train-acc", "train-loss", "train-diag-mean_norm_z"]
@@ -183,7 +184,7 @@ def test_train_page_trains_all_seven_objectives_in_lockstep():
     at.run()
     assert len(everything) == 7
     next(ni for ni in at.number_input if ni.label == "epochs").set_value(1)
-    next(ni for ni in at.number_input if ni.label == "seed").set_value(5)
+    next(ti for ti in at.text_input if ti.label == "seeds").set_value("5")
     next(b for b in at.get("button") if "Train" in b.label).click()
     at = run_until(at, lambda a: a.dataframe and len(a.dataframe[0].value) == 7, timeout=300)
     table = at.dataframe[0].value
