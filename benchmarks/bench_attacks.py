@@ -29,7 +29,7 @@ from common import parser, setup, sync
 from engine.attacks import LogitsModel
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.data import load_dataset
-from engine.robustness import sweep_job
+from engine.suites import sweep_job
 from engine.latent import cached_shift, shift_point, shift_view
 from engine.train import load_run, train_job
 from ui.figures import distance_histogram, shift_figure

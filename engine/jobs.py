@@ -55,6 +55,7 @@ class Job:
     class_names: list[str] = field(default_factory=list)
     points: list[dict[str, Any]] = field(default_factory=list)  # evaluations: one result dict per point
     total_points: int = 0  # evaluations: how many points the job will produce
+    worst_case: list[dict[str, Any]] = field(default_factory=list)  # suites: one worst-case point per (run, ε)
     detail: str = ""  # evaluations: what the progress bar says (the training panel uses epoch/step)
     error: str | None = None
     result: Any = None
@@ -70,6 +71,7 @@ class Job:
             clone.latents = dict(self.latents)
             clone.warnings = list(self.warnings)
             clone.points = list(self.points)
+            clone.worst_case = list(self.worst_case)
             clone.lock = threading.Lock()
         return clone
 
@@ -97,7 +99,7 @@ class Job:
                                                  "y": event["labels"], "geometry": event["geometry"],
                                                  "views": event["views"]}
                 self.samples_per_s = metrics["samples_per_s"]
-            elif kind == "sweep-start":  # evaluations (engine.robustness.sweep_job, engine.latent.shift_job)
+            elif kind == "sweep-start":  # evaluations (engine.suites.sweep_job / suite_job, engine.latent.shift_job)
                 self.runs = event["runs"]
                 self.class_names = event.get("class_names", [])
                 self.detail = f"0/{event['points']} points"
@@ -107,7 +109,11 @@ class Job:
                 self.eta = event["eta"]
             elif kind == "point":
                 self.points.append(event["result"])
-                self.detail = f"{len(self.points)}/{self.total_points} points"
+                if self.kind != "suite":
+                    self.detail = f"{len(self.points)}/{self.total_points} points"
+            elif kind == "worst-case":
+                self.worst_case.append(event)
+                self.detail = f"{len(self.worst_case)}/{self.total_points} worst-case points"
             elif kind == "reused":
                 record, stored = event["record"], event["latents"]
                 self.history[event["run_id"]] = list(record["history"])
@@ -177,9 +183,10 @@ class JobManager:
     def submit_sweep(self, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
                      samples: int | None = None, seed: int = 0, force: bool = False, device: str = "cpu",
                      title: str | None = None) -> str:
-        """Queue a robust-accuracy sweep (``engine.robustness.sweep_job``); bad settings fail here."""
+        """Queue one attack's sweep (``engine.suites.sweep_job``); bad settings fail here."""
         from .attacks import attack_params
-        from .robustness import sweep_job, validate_eps
+        from .robustness import validate_eps
+        from .suites import sweep_job
 
         params = attack_params(attack, params)
         eps = validate_eps(attack, eps)
@@ -194,6 +201,24 @@ class JobManager:
         settings = {"runs": list(run_ids), "attack": attack, "params": params, "eps": eps, "samples": samples,
                     "seed": seed}
         return self.submit("sweep", title, device, settings, work)
+
+    def submit_suite(self, run_ids: list[str], suite: str, eps=None, samples: int | None = None, seed: int = 0,
+                     force: bool = False, device: str = "cpu") -> str:
+        """Queue a named suite and its worst case (``engine.suites.suite_job``); bad settings fail here."""
+        from .suites import suite_job, suite_plan
+
+        plan = suite_plan(suite, eps)
+        if not run_ids:
+            raise ConfigError("runs: choose at least one stored run")
+        grid = sorted({e for *_, g in plan for e in g})
+
+        def work(job: Job):
+            return suite_job(self.store, run_ids, suite, samples, seed, force, job.device, self.data_dir,
+                             on_event=job.publish, cancel=job.cancel_event, eps=eps)
+
+        settings = {"runs": list(run_ids), "suite": suite, "eps": grid, "samples": samples, "seed": seed}
+        title = f"{suite} suite · {len(run_ids)} run{'s' * (len(run_ids) > 1)} · {len(grid)} ε"
+        return self.submit("suite", title, device, settings, work)
 
     def submit_shift(self, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
                      samples: int = 1000, seed: int = 0, force: bool = False, device: str = "cpu") -> str:

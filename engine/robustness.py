@@ -1,11 +1,21 @@
-"""Metrics computed on latents and predictions (GCCS spec §7): r_AB, macro F-score, kurtosis; robust
-accuracy under an attack, cached per (run, attack, parameters, ε, sample set, seed); sweeps over an ε
-grid as background work; the sanity checks of attacks.md that reveal gradient masking.
+"""Robust accuracy as per-sample outcomes: which test samples an attack breaks, cached per (run, attack,
+parameters, ε, sample set, seed), and the worst case over an ensemble composed from them.
 
-Everything works on tensors and stays on their device.
+A sample is *robust* at ε against a set of attacks when the run classifies it correctly clean and no
+attack of the set makes it misclassified (../shared/spec/attacks.md, "The headline is a per-sample
+worst case"). One attack's accuracy is an upper bound on that worst case. The cache holds, for each
+attack setting, the samples it was run on and the ones that survived, so
+- an ensemble runs each later attack only on the samples the earlier ones left unbroken (Croce &
+  Hein 2020), and an attack already run on those samples costs nothing;
+- a single attack's curve is the same attack run on every clean-correct sample;
+- any set of attacks' worst case is the union of their cached outcomes.
+
+Decisions use the objective's own test rule (``objective.test_predictions``, the rule of the run's
+clean accuracy). Adversarial inputs of an ℓ∞ attack are projected onto the ε-ball and [0, 1] before
+they are classified, so no attack can win with a step it was not allowed. Every attack (and every
+restart) draws from a stream of its own (``engine.rng.private_rng``).
 """
 from __future__ import annotations
-
 
 import time
 from typing import Any, Callable
@@ -13,94 +23,296 @@ from typing import Any, Callable
 import torch
 
 from .config import settings_hash
-from .sanity import cross_attack_warnings, sanity_warnings
+from .rng import derived_seed, private_rng
+
+Progress = Callable[[int, int], None] | None
+DEFAULT_BATCH = {"cpu": 1000, "cuda": 4096}  # samples attacked at once; the papers' 100 is a setting
 
 
-# --- robust accuracy ---------------------------------------------------------------------------------
-def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
-                    params: dict | None = None, batch_size: int = 100, cancel=None,
-                    progress: Callable[[int, int], None] | None = None) -> float:
-    """Accuracy against the true label of ``attack`` at ``eps`` (attacks run in batches of 100, as
-    GCCS §5 does; ε = 0 is the clean accuracy). The model must be in eval mode. ``cancel``: an Event
-    checked between batches; ``progress(done, total)`` is called after each batch."""
-    from .attacks import build_attack  # torchattacks is only needed once someone attacks
+def attack_batch(device, batch_size: int | None) -> int:
+    """The attack batch: ``batch_size`` when given, else as large as the device's default."""
+    return int(batch_size) if batch_size else DEFAULT_BATCH.get(torch.device(device).type, 1000)
+
+
+def _check(cancel) -> None:
+    if cancel is not None and cancel.is_set():
+        raise InterruptedError("cancelled")
+
+
+# --- per-sample outcomes --------------------------------------------------------------------------
+def correct_mask(model, objective, x: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """(N,) bool: the run's decision on x equals y (model in eval mode; one host sync at the end)."""
+    model.eval()
+    objective.eval()
+    size = attack_batch(x.device, batch_size)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(y), size):
+            xb = x[i:i + size]
+            out.append(objective.test_predictions(model, xb, model(xb)) == y[i:i + size])
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=y.device)
+
+
+def attack_survivors(model, objective, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
+                     params: dict[str, Any], seed: int = 0, batch_size: int | None = None, cancel=None,
+                     progress: Progress = None) -> torch.Tensor:
+    """(N,) bool: the samples of x that ``attack`` at ``eps`` leaves correctly classified, best over
+    ``params["restarts"]`` restarts (restart r runs only on the samples restarts < r left standing,
+    with its own seed). ``params`` must be validated (``engine.attacks.attack_params``)."""
+    from .attacks import ATTACKS, build_attack
 
     model.eval()
     objective.eval()
-    correct = 0
-    atk = build_attack(attack, model, objective, eps, **(params or {})) if eps > 0 else None
-    for i in range(0, len(x), batch_size):
-        if cancel is not None and cancel.is_set():
-            raise InterruptedError("cancelled")
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        xa = atk(xb, yb) if atk is not None else xb
-        with torch.no_grad():
-            # the same decision rule as the clean accuracy of the run (PCL may predict by prototype)
-            correct += int((objective.test_predictions(model, xa, model(xa)) == yb).sum())
-        if progress is not None:
-            progress(min(i + batch_size, len(x)), len(x))
-    return correct / len(x)
+    restarts = int(params.get("restarts", 1))
+    linf = ATTACKS[attack].budget == "linf"
+    size = attack_batch(x.device, batch_size)
+    alive = torch.ones(len(y), dtype=torch.bool, device=y.device)
+    done = 0
+    for restart in range(restarts):
+        index = alive.nonzero().flatten()  # one host sync per restart, none per batch
+        if index.numel() == 0:
+            break
+        stream = derived_seed(seed, restart)
+        atk = build_attack(attack, model, objective, eps, **params)
+        if hasattr(atk, "seed"):  # torchattacks' APGD, FAB, Square reseed torch from their own seed
+            atk.seed = stream
+        survived = []
+        with private_rng(stream, x.device):
+            for i in range(0, index.numel(), size):
+                _check(cancel)
+                rows = index[i:i + size]
+                xb, yb = x[rows], y[rows]
+                xa = atk(xb, yb).detach()
+                if linf:
+                    xa = torch.minimum(torch.maximum(xa, xb - eps), xb + eps).clamp(0, 1)
+                with torch.no_grad():
+                    survived.append(objective.test_predictions(model, xa, model(xa)) == yb)
+                done += len(rows)
+                if progress is not None:
+                    progress(done, len(y) * restarts)
+        alive[index] = torch.cat(survived)
+    return alive
 
 
-# --- cached results ---------------------------------------------------------------------------------
-def seed_device(seed: int, device) -> None:
-    """Seed the random generator of ``device`` only (torch.manual_seed would also reseed every GPU,
-    under a training job running there). Jobs of one device run one at a time on its worker, so an
-    evaluation never reseeds the generator of a training step in progress."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed) if device.index is None else torch.cuda.default_generators[device.index].manual_seed(seed)
-    else:
-        torch.random.default_generator.manual_seed(seed)
+def bits(mask: torch.Tensor) -> str:
+    """A boolean mask as a string of 0/1 (JSON-safe, readable, one character a sample)."""
+    return "".join("1" if v else "0" for v in mask.tolist())
 
 
+def unbits(text: str, device="cpu") -> torch.Tensor:
+    return torch.tensor([c == "1" for c in text], dtype=torch.bool, device=device)
+
+
+# --- the cache ------------------------------------------------------------------------------------
 def result_key(run_id: str, kind: str, settings: dict[str, Any]) -> str:
     """The store key of one evaluation of one run: ``<run>:<kind>:<hash of everything that shapes it>``."""
     return f"{run_id}:{kind}:{settings_hash(settings)}"
 
 
 def accuracy_settings(attack: str, params: dict[str, Any], eps: float, samples: int, seed: int = 0) -> dict[str, Any]:
-    """What determines a robust-accuracy number: attack, its parameters, ε, the first ``samples`` test
-    points and the seed of its random starts."""
+    """What determines an attack's outcome: attack, its parameters, ε, the first ``samples`` test points
+    and the seed of its random starts."""
     return {"attack": attack, "params": dict(params), "eps": float(eps), "samples": int(samples), "seed": int(seed)}
+
+
+def clean_outcome(store, run_id: str, model, objective, x, y, force: bool = False,
+                  batch_size: int | None = None) -> torch.Tensor:
+    """(N,) bool: the clean test decisions that are right, cached per (run, samples)."""
+    key = result_key(run_id, "clean", {"samples": len(y)})
+    cached = None if force or store is None else store.get_result(key)
+    if isinstance(cached, dict) and len(cached.get("correct", "")) == len(y):
+        return unbits(cached["correct"], y.device)
+    correct = correct_mask(model, objective, x, y, batch_size)
+    if store is not None:
+        store.put_result(key, {"kind": "clean", "run_id": run_id, "samples": len(y), "correct": bits(correct),
+                               "accuracy": float(correct.float().mean()), "created": time.time()})
+    return correct
+
+
+def attack_outcome(store, run_id: str, model, objective, x, y, attack: str, params: dict[str, Any], eps: float,
+                   seed: int, need: torch.Tensor, force: bool = False, cancel=None, progress: Progress = None,
+                   batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The outcome of one attack setting on the samples ``need`` marks: (attacked, survived, computed).
+
+    ``attacked`` (N,) marks every sample the cache now has an answer for (a superset of ``need``),
+    ``survived`` (N,) those of them the attack left correctly classified; ``computed`` counts the
+    samples attacked by this call (0 when everything came from the cache). New answers are merged into
+    the cached entry at once, so a cancelled ensemble keeps every attack it finished."""
+    settings = accuracy_settings(attack, params, eps, len(y), seed)
+    key = result_key(run_id, "outcome", settings)
+    entry = None if force or store is None else store.get_result(key)
+    if isinstance(entry, dict) and len(entry.get("attacked", "")) == len(y):
+        attacked, survived = unbits(entry["attacked"], y.device), unbits(entry["survived"], y.device)
+        seconds = float(entry.get("seconds", 0.0))
+    else:
+        attacked = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+        survived = torch.zeros_like(attacked)
+        seconds = 0.0
+    todo = (need & ~attacked).nonzero().flatten()
+    if todo.numel() == 0:
+        return attacked, survived, 0
+    started = time.perf_counter()
+    survived[todo] = attack_survivors(model, objective, x[todo], y[todo], attack, eps, params, seed, batch_size,
+                                      cancel, progress)
+    attacked[todo] = True
+    if store is not None:
+        store.put_result(key, {"kind": "outcome", "run_id": run_id, **settings, "attacked": bits(attacked),
+                               "survived": bits(survived), "seconds": seconds + time.perf_counter() - started,
+                               "created": time.time()})
+    return attacked, survived, int(todo.numel())
 
 
 def accuracy_point(store, run_id: str, model, objective, x: torch.Tensor, y: torch.Tensor, attack: str,
                    params: dict[str, Any], eps: float, seed: int = 0, force: bool = False, cancel=None,
-                   progress: Callable[[int, int], None] | None = None) -> tuple[dict[str, Any], bool]:
-    """Robust accuracy of one run at one ε, from the store when cached, else computed and stored.
+                   progress: Progress = None, batch_size: int | None = None) -> tuple[dict[str, Any], bool]:
+    """Accuracy of one run under one attack alone at one ε: the share of samples classified correctly
+    clean and still after the attack (ε = 0: the clean accuracy). An upper bound on the worst case.
 
-    Returns (result, cached). The result dict holds kind "accuracy", run_id, attack, params, eps,
-    samples, seed, accuracy, seconds (of the computation) and created. ``params`` must be validated
-    (``engine.attacks.attack_params``). The random starts are seeded per point, so a point does not
-    depend on which other points were computed before it.
+    Returns (result, cached); the result dict holds kind "accuracy", run_id, attack, params, eps,
+    samples, seed, accuracy, seconds (of the attack) and created, and is stored beside the per-sample
+    outcome it was counted from. ``params`` must be validated (``engine.attacks.attack_params``).
     """
-    def compute() -> dict[str, Any]:
-        return {"accuracy": robust_accuracy(model, objective, x, y, attack, eps, params, cancel=cancel,
-                                            progress=progress)}
+    settings = accuracy_settings(attack, params, eps, len(y), seed)
+    key = result_key(run_id, "accuracy", settings)
+    cached = None if force or store is None else store.get_result(key)
+    if isinstance(cached, dict) and "accuracy" in cached:
+        return cached, True
+    started = time.perf_counter()
+    clean = clean_outcome(store, run_id, model, objective, x, y, force, batch_size)
+    if eps > 0:
+        attacked, survived, _ = attack_outcome(store, run_id, model, objective, x, y, attack, params, eps, seed,
+                                               clean, force, cancel, progress, batch_size)
+        robust = clean & attacked & survived
+    else:
+        robust = clean
+    result = store_accuracy(store, run_id, attack, params, eps, len(y), seed, float(robust.sum()) / max(len(y), 1),
+                            time.perf_counter() - started)
+    return result, False
 
-    return cached_point(store, run_id, "accuracy", accuracy_settings(attack, params, eps, len(y), seed), x.device,
-                        force, compute)
+
+def store_accuracy(store, run_id: str, attack: str, params: dict[str, Any], eps: float, samples: int, seed: int,
+                   accuracy: float, seconds: float = 0.0) -> dict[str, Any]:
+    """Store (and return) the summary entry of one attack's accuracy alone at one ε."""
+    settings = accuracy_settings(attack, params, eps, samples, seed)
+    result = {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": float(accuracy), "seconds": seconds,
+              "created": time.time()}
+    if store is not None:
+        store.put_result(result_key(run_id, "accuracy", settings), result)
+    return result
+
+
+def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
+                    params: dict | None = None, seed: int = 0, batch_size: int | None = None, cancel=None,
+                    progress: Progress = None) -> float:
+    """Accuracy under ``attack`` alone at ``eps`` without the store (ε = 0: the clean accuracy)."""
+    from .attacks import attack_params
+
+    clean = correct_mask(model, objective, x, y, batch_size)
+    if eps <= 0:
+        return float(clean.float().mean())
+    params = attack_params(attack, params or {})
+    index = clean.nonzero().flatten()
+    survived = attack_survivors(model, objective, x[index], y[index], attack, eps, params, seed, batch_size,
+                                cancel, progress)
+    return float(survived.sum()) / max(len(y), 1)
 
 
 def cached_point(store, run_id: str, kind: str, settings: dict[str, Any], device, force: bool,
                  compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    """The stored result of (run, kind, settings), or ``compute()`` run with the device's generator
-    seeded by ``settings["seed"]`` and stored at once with the settings, seconds and time of creation.
-    Returns (result, cached)."""
+    """The stored result of (run, kind, settings), or ``compute()`` run in a random stream of its own
+    seeded by ``settings["seed"]`` (``engine.rng.private_rng``) and stored at once with the settings,
+    seconds and time of creation. Returns (result, cached). ``compute`` must not open a private_rng."""
     key = result_key(run_id, kind, settings)
     cached = None if force or store is None else store.get_result(key)
     if isinstance(cached, dict):
         return cached, True
     started = time.perf_counter()
-    seed_device(settings["seed"], device)
-    result = {"kind": kind, "run_id": run_id, **settings, **compute(), "seconds": time.perf_counter() - started,
+    with private_rng(int(settings["seed"]), device):
+        computed = compute()
+    result = {"kind": kind, "run_id": run_id, **settings, **computed, "seconds": time.perf_counter() - started,
               "created": time.time()}
     if store is not None:
         store.put_result(key, result)
     return result, False
 
 
+# --- worst case over an ensemble ------------------------------------------------------------------
+def member_label(attack: str, params: dict[str, Any], members: list[tuple[str, dict[str, Any]]]) -> str:
+    """An ensemble member's name: the attack, with its parameters when the attack appears twice."""
+    if sum(a == attack for a, _ in members) < 2:
+        return attack
+    return f"{attack} ({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
+
+
+def worst_case_point(store, run_id: str, model, objective, x, y, members: list[tuple[str, dict[str, Any]]],
+                     eps: float, seed: int = 0, standalone: tuple[str, ...] = (), force: bool = False,
+                     cancel=None, progress: Progress = None, batch_size: int | None = None) -> dict[str, Any]:
+    """The per-sample worst case of one run at one ε over ``members`` (validated (attack, params) pairs),
+    in order, each run only on the samples the earlier ones left unbroken, except the attacks named
+    in ``standalone``, which run on every clean-correct sample (their accuracy alone is then known too).
+
+    Returns {"eps", "accuracy" (share robust to every member), "broken_by" ({"clean": share wrong
+    clean, member: share it broke first}), "alone" ({member: its accuracy alone, where known}),
+    "computed" (samples attacked by this call), "samples", "seed"}.
+    """
+    clean = clean_outcome(store, run_id, model, objective, x, y, force, batch_size)
+    n = max(len(y), 1)
+    alive = clean.clone()
+    broken_by = {"clean": float((~clean).sum()) / n}
+    alone, computed = {}, 0
+    for attack, params in members:
+        label = member_label(attack, params, members)
+        if eps <= 0:
+            broken_by[label] = 0.0
+            alone[label] = float(clean.sum()) / n
+            continue
+        need = clean if attack in standalone else alive
+        attacked, survived, count = attack_outcome(store, run_id, model, objective, x, y, attack, params, eps, seed,
+                                                   need, force, cancel, progress, batch_size)
+        computed += count
+        broken = attacked & ~survived
+        broken_by[label] = float((alive & broken).sum()) / n
+        if bool((clean & ~attacked).sum() == 0):
+            alone[label] = float((clean & survived).sum()) / n
+        alive &= ~broken
+    return {"eps": float(eps), "accuracy": float(alive.sum()) / n, "broken_by": broken_by, "alone": alone,
+            "computed": computed, "samples": len(y), "seed": int(seed), "robust": bits(alive)}
+
+
+def cached_worst_case(store, run_id: str, samples: int, seed: int = 0,
+                      attacks: set[str] | None = None) -> dict[float, dict[str, Any]]:
+    """The worst case of one run at every ε over every ℓ∞ attack cached for it on these samples and seed
+    (or only ``attacks``), from the store alone (never computes): {ε: {"accuracy", "attacks" (how
+    many attack settings), "broken_by"}}. The union of everything tried is the tightest honest bound."""
+    from .attacks import ATTACKS
+
+    clean = store.get_result(result_key(run_id, "clean", {"samples": int(samples)}))
+    if not isinstance(clean, dict):
+        return {}
+    correct = unbits(clean["correct"])
+    out: dict[float, dict[str, Any]] = {}
+    by_eps: dict[float, list[dict]] = {}
+    for entry in store.list_results(run_id, "outcome"):
+        spec = ATTACKS.get(entry.get("attack"))
+        if (spec is None or spec.budget != "linf" or entry.get("samples") != samples or entry.get("seed") != seed
+                or (attacks is not None and entry["attack"] not in attacks)):
+            continue
+        by_eps.setdefault(float(entry["eps"]), []).append(entry)
+    n = max(int(samples), 1)
+    out[0.0] = {"accuracy": float(correct.sum()) / n, "attacks": 0, "broken_by": {"clean": float((~correct).sum()) / n}}
+    for eps, entries in sorted(by_eps.items()):
+        alive = correct.clone()
+        broken_by: dict[str, float] = {"clean": float((~correct).sum()) / n}
+        for entry in entries:
+            broken = unbits(entry["attacked"]) & ~unbits(entry["survived"])
+            label = entry["attack"]
+            broken_by[label] = broken_by.get(label, 0.0) + float((alive & broken).sum()) / n
+            alive &= ~broken
+        out[eps] = {"accuracy": float(alive.sum()) / n, "attacks": len(entries), "broken_by": broken_by}
+    return out
+
+
+# --- inputs of an evaluation ----------------------------------------------------------------------
 def validate_eps(attack: str, eps) -> list[float]:
     """The ε grid of a sweep, parsed ("0,0.05,0.1" or numbers), checked against the attack's budget,
     sorted and without duplicates."""
@@ -132,159 +344,13 @@ def load_for_evaluation(store, run_ids: list[str], samples: int | None, device="
     missing = [r for r in run_ids if not store.has_run(r)]
     if missing:
         raise ConfigError(f"runs: no stored run {missing[0]!r}; `python -m engine runs` lists them")
-    loaded = {r: load_run(store, r, device) for r in run_ids}
+    with private_rng(0, device):  # building a model draws its (overwritten) initial weights
+        loaded = {r: load_run(store, r, device) for r in run_ids}
     datasets = sorted({record["dataset"] for _, _, record in loaded.values()})
     if len(datasets) > 1:
         raise ConfigError(f"runs: all runs of one evaluation must share a dataset; got {', '.join(datasets)}")
     data = load_dataset(datasets[0], data_dir=data_dir)
     n = len(data.y_test) if samples is None else max(1, min(int(samples), len(data.y_test)))
     return loaded, data.x_test[:n].to(device), data.y_test[:n].to(device)
-
-
-def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
-              samples: int | None = None, seed: int = 0, force: bool = False, device="cpu", data_dir=None,
-              on_event: Callable[[dict], None] | None = None, cancel=None) -> dict[str, Any]:
-    """Robust accuracy of several runs under one attack over an ε grid, point by point.
-
-    The grid is walked ε by ε with every run at each ε, so all curves advance together; each point is
-    read from the store when cached, else computed and stored at once (a cancelled sweep keeps the
-    points it finished). Events for ``on_event``: ``sweep-start`` (runs, points), ``sweep-progress``
-    (done/total test samples attacked, ETA), ``point`` (one result dict, cached or not).
-    Returns {"points": [...], "warnings": {run_id: [...]}}.
-    """
-    from .attacks import attack_params
-
-    emit = on_event or (lambda event: None)
-    params = attack_params(attack, params)
-    loaded, x, y = load_for_evaluation(store, run_ids, samples, device, data_dir)
-    grid = sorted(set(float(e) for e in eps))
-    total = len(grid) * len(run_ids) * len(y)
-    emit({"type": "sweep-start", "runs": [{"run_id": r, "objective": loaded[r][2]["objective"]} for r in run_ids],
-          "attack": attack, "params": params, "eps": grid, "samples": len(y), "points": len(grid) * len(run_ids),
-          "class_names": loaded[run_ids[0]][2]["class_names"]})
-    started, done, computed = time.perf_counter(), 0, 0
-    points = []
-    for e in grid:
-        for run_id in run_ids:
-            model, objective, _ = loaded[run_id]
-
-            def progress(n: int, _total: int, base=done) -> None:
-                elapsed = time.perf_counter() - started
-                rate = (computed + n) / elapsed if elapsed > 0 else 0.0
-                emit({"type": "sweep-progress", "done": base + n, "total": total,
-                      "eta": (total - base - n) / rate if rate > 0 else None})
-
-            try:
-                result, cached = accuracy_point(store, run_id, model, objective, x, y, attack, params, e, seed,
-                                                force, cancel, progress)
-            except InterruptedError:
-                from .train import Cancelled
-                raise Cancelled("cancelled by the user") from None
-            done += len(y)
-            computed += 0 if cached else len(y)
-            points.append(result)
-            emit({"type": "point", "result": result, "cached": cached})
-            emit({"type": "sweep-progress", "done": done, "total": total, "eta": None if done < total else 0.0})
-    warnings = {}
-    for run_id in run_ids:
-        own = [p for p in points if p["run_id"] == run_id]
-        warnings[run_id] = sanity_warnings([p["eps"] for p in own], [p["accuracy"] for p in own], attack)
-    return {"points": points, "warnings": warnings}
-
-
-def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Robustness page's charts as data: one chart per attack (an adaptive attack joins the chart
-    of the standard attack it is paired with) and test-sample count, one line per (run, attack,
-    parameters), points sorted by ε, with the sanity warnings that concern the chart.
-
-    ``results``: accuracy result dicts (cached and live, duplicates allowed); ``records``: the runs.
-    """
-    from .attacks import ATTACKS, budget_of
-
-    unique = {}
-    for r in results:
-        if r.get("kind") == "accuracy" and r["run_id"] in records and r["attack"] in ATTACKS:
-            settings = accuracy_settings(r["attack"], r["params"], r["eps"], r["samples"], r["seed"])
-            unique[result_key(r["run_id"], "accuracy", settings)] = r
-    charts: dict[tuple, dict[str, Any]] = {}
-    for r in unique.values():
-        spec = ATTACKS[r["attack"]]
-        chart_attack = spec.pairs_with or r["attack"]
-        chart = charts.setdefault((chart_attack, r["samples"]), {
-            "attack": chart_attack, "samples": r["samples"], "title": ATTACKS[chart_attack].title,
-            "axis": budget_of(chart_attack).label, "lines": {}, "warnings": []})
-        params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
-        line = chart["lines"].setdefault((r["run_id"], r["attack"], params, r["seed"]), {
-            "run_id": r["run_id"], "objective": records[r["run_id"]]["objective"], "attack": r["attack"],
-            "params": params, "seed": r["seed"], "adaptive": spec.pairs_with is not None,
-            "adversarially_trained": records[r["run_id"]]["settings"].get("adv_attack", "none") != "none",
-            "points": []})
-        line["points"].append((r["eps"], r["accuracy"]))
-    out = []
-    for key in sorted(charts, key=lambda k: (list(ATTACKS).index(k[0]), -k[1])):
-        chart = charts[key]
-        lines = []
-        for line in chart["lines"].values():
-            line["points"].sort()
-            line["eps"] = [e for e, _ in line["points"]]
-            line["accuracy"] = [a for _, a in line["points"]]
-            del line["points"]
-            for w in sanity_warnings(line["eps"], line["accuracy"], line["attack"]):
-                chart["warnings"].append(f"{line['objective'].upper()} ({line['run_id'][:6]}) · {line['attack']}: {w}")
-            lines.append(line)
-        # params with one value in the whole chart need not be repeated in every label
-        chart["lines"] = sorted(lines, key=lambda l: (l["run_id"], l["adaptive"], l["attack"], l["params"]))
-        chart["shared_params"] = len({l["params"] for l in lines}) <= 1
-        out.append(chart)
-    for run_id in records:
-        own = [r for r in unique.values() if r["run_id"] == run_id]
-        for attack, samples, message in cross_attack_warnings(own):
-            for chart in out:
-                if chart["attack"] == attack and chart["samples"] == samples and any(l["run_id"] == run_id for l in chart["lines"]):
-                    chart["warnings"].append(f"{records[run_id]['objective'].upper()} ({run_id[:6]}): {message}")
-    return out
-
-
-# --- named suites (python -m engine evaluate) -------------------------------------------------------
-GCCS_EPS = (0.0, 0.025, 0.05, 0.075, 0.1)  # GCCS Fig. 4 (MNIST): 0 … 0.10
-SUITES: dict[str, tuple[str, tuple[tuple[str, dict[str, Any], tuple[float, ...]], ...]]] = {
-    "pgd10": ("PGD-10 (step 2.5·ε/10) over five ε: the issue-4 check", (("pgd", {"steps": 10}, GCCS_EPS),)),
-    "gccs-paper": ("GCCS Fig. 4: FGSM, PGD-5, TGSM-5 over ε 0 … 0.1",
-                   (("fgsm", {}, GCCS_EPS), ("pgd", {"steps": 5}, GCCS_EPS), ("tgsm", {"steps": 5}, GCCS_EPS))),
-    "adaptive": ("PGD-10 on CE, on the objective's adaptive objective and on the margin, paired (attacks.md)",
-                 (("pgd", {"steps": 10}, GCCS_EPS), ("adaptive-pgd", {"steps": 10}, GCCS_EPS),
-                  ("margin-pgd", {"steps": 10}, GCCS_EPS))),
-    "masking": ("the gradient-masking checks: FGSM vs PGD-10 vs gradient-free Square up to ε 0.3",
-                (("fgsm", {}, (0.0, 0.1, 0.2, 0.3)), ("pgd", {"steps": 10}, (0.0, 0.1, 0.2, 0.3)),
-                 ("square", {}, (0.0, 0.1, 0.2, 0.3)))),
-    "natural": ("MMC's natural corruptions: Gaussian noise σ and rotation",
-                (("gaussian-noise", {}, (0.0, 0.05, 0.1, 0.2, 0.3)), ("rotation", {}, (0.0, 10.0, 20.0, 30.0)))),
-}
-
-
-def suite_job(store, run_ids: list[str], suite: str, samples: int | None = None, seed: int = 0,
-              force: bool = False, device="cpu", data_dir=None, on_event=None, cancel=None) -> dict[str, Any]:
-    """Every sweep of a named suite on the same runs; returns the curves per attack and run, and the
-    sanity warnings (per sweep, and across the suite's attacks)."""
-    from .objectives import ConfigError
-
-    if suite not in SUITES:
-        raise ConfigError(f"suite must be one of {', '.join(SUITES)}; got {suite!r}")
-    out: dict[str, Any] = {"suite": suite, "description": SUITES[suite][0], "attacks": [], "warnings": []}
-    points = []
-    for attack, params, grid in SUITES[suite][1]:
-        result = sweep_job(store, run_ids, attack, params, list(grid), samples, seed, force, device, data_dir,
-                           on_event, cancel)
-        points += result["points"]
-        curves = {r: {"eps": [p["eps"] for p in result["points"] if p["run_id"] == r],
-                      "accuracy": [p["accuracy"] for p in result["points"] if p["run_id"] == r]} for r in run_ids}
-        out["attacks"].append({"attack": attack, "params": result["points"][0]["params"] if result["points"] else params,
-                               "samples": result["points"][0]["samples"] if result["points"] else None,
-                               "curves": curves, "seconds": sum(p["seconds"] for p in result["points"])})
-        out["warnings"] += [f"{r[:6]} · {attack}: {w}" for r, ws in result["warnings"].items() for w in ws]
-    for run_id in run_ids:
-        out["warnings"] += [f"{run_id[:6]}: {message}"
-                            for _, _, message in cross_attack_warnings([p for p in points if p["run_id"] == run_id])]
-    return out
 
 

@@ -5,7 +5,7 @@ import streamlit as st
 
 from engine.attacks import ATTACKS, budget_of
 from engine.measures import MEASURES, measure_tables
-from engine.robustness import robustness_charts
+from engine.suites import robustness_charts
 from engine.jobs import FINISHED
 from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads

@@ -121,18 +121,25 @@ def _queries(default: int, note: str) -> Param:
     return Param("queries", default, note, minimum=1, maximum=1_000_000)
 
 
+def _restarts(default: int = 1) -> Param:
+    """Random restarts: restart r attacks only the samples no earlier restart broke, with a stream of
+    its own, so a sample counts as robust only if it survives every restart (the per-sample best)."""
+    return Param("restarts", default, "random restarts; a sample is broken if any restart breaks it",
+                 minimum=1, maximum=100)
+
+
 ATTACKS: dict[str, AttackSpec] = {
     "fgsm": AttackSpec(lambda m, eps: torchattacks.FGSM(m, eps=eps), (),
                        "FGSM: one signed-gradient step of CE on the logits (GCCS, PCL)", iterative=False),
     "pgd": AttackSpec(lambda m, eps, steps, alpha: torchattacks.PGD(m, eps=eps, alpha=step_size(alpha, eps, steps),
                                                                     steps=steps),
-                      (_steps(5), _alpha("GCCS uses PGD-5 and gives no step")),
+                      (_steps(5), _alpha("GCCS uses PGD-5 and gives no step"), _restarts()),
                       "PGD on CE of the logits, random start (GCCS: PGD-5)"),
     "pgd-targeted": AttackSpec(lambda m, eps, steps, alpha: torchattacks.PGD(m, eps=eps,
                                                                              alpha=step_size(alpha, eps, steps),
                                                                              steps=steps),
                                (_steps(10, "number of iterations (MMC: PGD-10 and PGD-50)"),
-                                _alpha("MMC: 2/255 on CIFAR")),
+                                _alpha("MMC: 2/255 on CIFAR"), _restarts()),
                                "targeted PGD to a random y_t ≠ y, accuracy against y (MMC: PGD^tar_10)",
                                target="random"),
     "bim": AttackSpec(lambda m, eps, steps: torchattacks.BIM(m, eps=eps, alpha=eps / steps, steps=steps),
@@ -181,18 +188,31 @@ ATTACKS: dict[str, AttackSpec] = {
                        family="gradient-free"),
     "square": AttackSpec(lambda m, eps, queries: torchattacks.Square(m, norm="Linf", eps=eps, n_queries=queries,
                                                                      n_restarts=1, p_init=0.8, loss="margin", seed=0),
-                         (_queries(5000, "query budget per image (AutoAttack: 5000)"),),
+                         (_queries(5000, "query budget per image (AutoAttack: 5000)"), _restarts()),
                          "Square attack: random square updates on the logit margin (Andriushchenko et al. 2020)",
                          family="gradient-free"),
     "apgd-ce": AttackSpec(lambda m, eps, steps: torchattacks.APGD(m, norm="Linf", eps=eps, steps=steps, n_restarts=1,
                                                                   loss="ce", seed=0),
-                          (_steps(100, "iterations (AutoAttack: 100)"),),
+                          (_steps(100, "iterations (AutoAttack: 100)"), _restarts()),
                           "APGD-CE: step-size-free PGD on CE (Croce & Hein 2020)"),
     "apgd-dlr": AttackSpec(lambda m, eps, steps: torchattacks.APGD(m, norm="Linf", eps=eps, steps=steps, n_restarts=1,
                                                                    loss="dlr", seed=0),
-                           (_steps(100, "iterations (AutoAttack: 100)"),),
+                           (_steps(100, "iterations (AutoAttack: 100)"), _restarts()),
                            "APGD-DLR: step-size-free PGD on the scale-invariant DLR loss (Croce & Hein 2020)",
                            min_classes=3),
+    "apgd-t": AttackSpec(lambda m, eps, steps: torchattacks.APGDT(m, norm="Linf", eps=eps, steps=steps, n_restarts=1,
+                                                                  n_classes=m.objective.num_classes, seed=0),
+                         (_steps(10, "iterations per target class (torchattacks' AutoAttack: 10; the paper: 100)"),
+                          _restarts()),
+                         "APGD-T: APGD on the targeted DLR loss, every other class in turn (AutoAttack's second member)",
+                         min_classes=4),
+    "fab-t": AttackSpec(lambda m, eps, steps: torchattacks.FAB(m, norm="Linf", eps=eps, steps=steps, n_restarts=1,
+                                                               multi_targeted=True, n_classes=m.objective.num_classes,
+                                                               seed=0),
+                        (_steps(10, "iterations per target class (torchattacks' AutoAttack: 10; the paper: 100)"),
+                         _restarts()),
+                        "FAB-T: minimal-norm boundary attack to every other class, kept when within ε (AutoAttack's "
+                        "third member)", min_classes=3),
     "autoattack": AttackSpec(lambda m, eps, **p: AutoAttack(m, eps=eps, n_classes=m.objective.num_classes, **p),
                              (_steps(100, "APGD / FAB iterations (AutoAttack: 100)"),
                               _queries(5000, "Square's query budget (AutoAttack: 5000)")),
@@ -200,12 +220,13 @@ ATTACKS: dict[str, AttackSpec] = {
                              min_classes=4),
     "adaptive-pgd": AttackSpec(lambda m, eps, steps, alpha: AdaptivePGD(m, eps=eps, alpha=step_size(alpha, eps, steps),
                                                                         steps=steps),
-                               (_steps(10), _alpha("as pgd, so the two are comparable")),
+                               (_steps(10), _alpha("as pgd, so the two are comparable"), _restarts()),
                                "PGD on the objective's adaptive attack objective (MMC App. B.4, PCL Table 4)",
                                pairs_with="pgd"),
     "margin-pgd": AttackSpec(lambda m, eps, steps, alpha: MarginPGD(m, eps=eps, alpha=step_size(alpha, eps, steps),
                                                                     steps=steps),
-                             (_steps(10), _alpha("as pgd, so the two are comparable")), "PGD on the C&W margin of the logits (scale-free)",
+                             (_steps(10), _alpha("as pgd, so the two are comparable"), _restarts()),
+                             "PGD on the C&W margin of the logits (scale-free)",
                              pairs_with="pgd"),
     "simba": AttackSpec(lambda m, eps, **p: SimBA(m, eps=eps, **p),
                         (_queries(300, "queries per image (I-SCE: 300 MNIST, 500 CIFAR-10)"),
@@ -274,6 +295,7 @@ def build_attack(name: str, model: nn.Module, objective: Objective, eps: float, 
         raise ConfigError(f"attack {name} needs at least {spec.min_classes} classes (its DLR loss needs the "
                           f"{spec.min_classes} largest logits); got {objective.num_classes}")
     targeted = values.pop("targeted", False)
+    values.pop("restarts", None)  # restarts are the caller's loop (engine.robustness), one attack a restart
     attack = spec.build(LogitsModel(model, objective).eval(), eps=eps, **values)
     if spec.target == "next":
         k = objective.num_classes
