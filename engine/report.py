@@ -2,8 +2,12 @@
 
 Rows are flat dicts of plain values (str, int, float, None), so the Runs page can show them and
 ``export_rows`` can write them as CSV or JSON unchanged. Nothing here trains or attacks: robust
-accuracy comes only from results already cached in the store (``engine.robustness.accuracy_point``),
-and is None where none is cached.
+accuracy comes only from results already cached in the store, and is None where none is cached.
+
+The robust accuracy a row headlines is the per-sample worst case over every ℓ∞ attack cached for the
+run (``worst_case_of``, from ``engine.robustness.cached_worst_case``): one attack's accuracy alone is
+only an upper bound on it (../shared/spec/attacks.md, "The headline is a per-sample worst case"), so
+it is shown only on request, beside the worst case, under a name that says so (``alone_acc``).
 
 Training-time overhead follows GCCS Table 8: a run's training time relative to the CE run of the
 same setting (every setting equal except the objective and its constants, trained on the same
@@ -20,6 +24,10 @@ from typing import Any
 from .objectives import ConfigError
 
 EXPORT_FORMATS = ("csv", "json")
+# The worst case at ε is the row key WORST_CASE_PREFIX + f"{ε:g}" (one column per ε cached for any run).
+WORST_CASE_PREFIX = "worst_case@"
+NOT_EVALUATED = ("not evaluated: run the robust suite (Robustness page or "
+                 "`python -m engine evaluate RUN --suite robust`)")
 # The settings that distinguish runs of one setting from each other: which objective, with which constants.
 OBJECTIVE_KEYS = ("objective", "params")
 
@@ -97,13 +105,85 @@ def result_source(result: dict[str, Any]) -> str:
     return f"{params}; first {result.get('samples')} test images; seed {result.get('seed')}"
 
 
+# --- the headline: the worst case over every attack tried -------------------------------------------
+def worst_case_of(store, run_id: str) -> dict[str, Any] | None:
+    """The headline robust accuracy of one run, from the cache alone: the per-sample worst case over
+    every ℓ∞ attack cached for it (``engine.robustness.cached_worst_case``) on one sample set and seed.
+
+    Outcomes of different sample sets or seeds do not combine, so one (samples, seed) pair is chosen:
+    the one with the most attack settings tried (too few attacks overstate robustness, which more
+    samples cannot mend), then the most samples, then the lowest seed. Returns None when nothing is
+    cached, else {"samples", "seed", "attacks" (names, registry order), "settings" (attack settings
+    tried), "eps" ({ε: worst-case accuracy} for ε > 0), "tried" ({ε: attack settings tried at ε})}."""
+    from .attacks import ATTACKS
+    from .robustness import cached_worst_case
+
+    tried: dict[tuple[int, int], dict[str, str]] = {}
+    for entry in store.list_results(run_id, "outcome"):
+        spec = ATTACKS.get(entry.get("attack"))
+        if spec is None or spec.budget != "linf":  # as cached_worst_case: the worst case is over ℓ∞ attacks
+            continue
+        setting = json.dumps([entry["attack"], entry.get("params", {})], sort_keys=True, default=str)
+        tried.setdefault((int(entry["samples"]), int(entry["seed"])), {})[setting] = entry["attack"]
+    order = list(ATTACKS)
+    for samples, seed in sorted(tried, key=lambda k: (-len(tried[k]), -k[0], k[1])):
+        points = {e: p for e, p in cached_worst_case(store, run_id, samples, seed).items() if e > 0}
+        if points:  # else the clean decisions of that sample set are missing: try the next pair
+            return {"samples": samples, "seed": seed, "settings": len(tried[samples, seed]),
+                    "attacks": sorted(set(tried[samples, seed].values()), key=order.index),
+                    "eps": {e: p["accuracy"] for e, p in sorted(points.items())},
+                    "tried": {e: p["attacks"] for e, p in sorted(points.items())}}
+    return None
+
+
+def worst_case_source(head: dict[str, Any] | None) -> str:
+    """What a worst case is over, in one line, or NOT_EVALUATED (with the command that evaluates it)."""
+    if head is None:
+        return NOT_EVALUATED
+    settings = f"{head['settings']} attack setting{'s' * (head['settings'] != 1)}"
+    text = f"worst case over {settings} ({', '.join(head['attacks'])}); first {head['samples']} test images; " \
+           f"seed {head['seed']}"
+    if len(set(head["tried"].values())) > 1:  # not every ε saw every attack: say how many each did
+        text += "; settings per ε: " + ", ".join(f"{e:g}: {n}" for e, n in head["tried"].items())
+    return text
+
+
+def worst_case_key(eps: float) -> str:
+    """The row key of the worst case at ``eps`` (``worst_case@0.1``)."""
+    return f"{WORST_CASE_PREFIX}{eps:g}"
+
+
+def worst_case_columns(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """The worst-case columns of rows: (key, ε), by ε."""
+    keys = dict.fromkeys(k for row in rows for k in row if k.startswith(WORST_CASE_PREFIX))
+    return sorted(((k, float(k[len(WORST_CASE_PREFIX):])) for k in keys), key=lambda c: c[1])
+
+
+def worst_case_rows(store, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The headline of the Start and Train pages' summaries: one row per stored run, "run", then
+    "worst case @ ε 0.1" per ε cached for any of them, then "evaluated on" (or NOT_EVALUATED)."""
+    heads = {r: worst_case_of(store, r) for r in run_ids if store.has_run(r)}
+    grid = sorted({e for head in heads.values() if head for e in head["eps"]})
+    rows = []
+    for run_id, head in heads.items():
+        row = {"run": f"{store.get_run(run_id)['objective'].upper()} ({run_id[:6]})"}
+        row.update({f"worst case @ ε {e:g}": _number(head["eps"].get(e)) if head else None for e in grid})
+        row["evaluated on"] = worst_case_source(head)
+        rows.append(row)
+    return rows
+
+
 def runs_table(store, attack: str | None = None, eps: float | None = None) -> list[dict[str, Any]]:
-    """One row per stored run, newest first. ``attack`` and ``eps`` choose the cached robust accuracy
-    shown in ``robust_acc`` (None when that run has none cached; nothing is ever computed here)."""
+    """One row per stored run, newest first, with the headline robust accuracy: the worst case at every
+    ε cached for any run (``worst_case@<ε>``, None where that run has none at that ε) and what it is
+    over (``worst_case_source``). ``attack`` and ``eps`` add one attack's cached accuracy alone, an
+    upper bound on the worst case (``alone_acc``, ``alone_source``). Nothing is ever computed here."""
     if (attack is None) != (eps is None):
         raise ConfigError("attack and eps: give both (to show a cached robust accuracy) or neither")
     records = store.list_runs()
     twins = ce_twins(records)
+    heads = {r["run_id"]: worst_case_of(store, r["run_id"]) for r in records}
+    grid = sorted({e for head in heads.values() if head for e in head["eps"]})
     rows = []
     for record in records:
         s, final = record["settings"], record.get("final", {})
@@ -111,6 +191,7 @@ def runs_table(store, attack: str | None = None, eps: float | None = None) -> li
         twin_seconds = _train_seconds(twin) if twin is not None else None
         overhead = (100.0 * (seconds / twin_seconds - 1.0)
                     if seconds is not None and twin_seconds else None)
+        head = heads[record["run_id"]]
         row = {
             "run_id": record["run_id"],
             "dataset": record["dataset"],
@@ -122,6 +203,9 @@ def runs_table(store, attack: str | None = None, eps: float | None = None) -> li
             "adversarial_training": adversarial_summary(s),
             "fine_tuned_from": s.get("init_from") or None,
             "clean_acc": _number(final.get("test_acc")),
+            # the headline robust accuracy, next to the clean one
+            **{worst_case_key(e): _number(head["eps"].get(e)) if head else None for e in grid},
+            "worst_case_source": worst_case_source(head),
             "macro_f1": _number(final.get("test_f1")),
             "r_ab": _number(final.get("r_ab")),
             "r_ab_ci95": _number(final.get("r_ab_ci")),
@@ -132,14 +216,14 @@ def runs_table(store, attack: str | None = None, eps: float | None = None) -> li
         if attack is not None:
             result = pick_result(store.list_results(record["run_id"], "accuracy"), attack, float(eps))
             row.update({"attack": attack, "eps": float(eps),
-                        "robust_acc": _number(result["accuracy"]) if result else None,
-                        "robust_source": result_source(result) if result else "not computed"})
+                        "alone_acc": _number(result["accuracy"]) if result else None,
+                        "alone_source": result_source(result) if result else "not computed"})
         rows.append(row)
     return rows
 
 
 def cached_attacks(store, run_ids: list[str] | None = None) -> list[tuple[str, float]]:
-    """The (attack, ε) pairs with a cached robust accuracy for at least one of ``run_ids`` (all runs
+    """The (attack, ε) pairs with a cached accuracy alone for at least one of ``run_ids`` (all runs
     when None), sorted by attack then ε."""
     if run_ids is None:
         run_ids = [r["run_id"] for r in store.list_runs()]

@@ -1,9 +1,9 @@
-"""Runs page: every stored run in one table (with a cached robust accuracy), export, and per run the
-checkpoint download and deletion."""
+"""Runs page: every stored run in one table (with its cached worst-case robust accuracy), export, and
+per run the checkpoint download and deletion."""
 import streamlit as st
 
 from engine.attacks import ATTACKS, budget_of
-from engine.report import cached_attacks, runs_table
+from engine.report import NOT_EVALUATED, cached_attacks, runs_table, worst_case_columns
 from ui.export import table_downloads
 from ui.state import get_store
 from ui.widgets import run_label
@@ -11,7 +11,9 @@ from ui.widgets import run_label
 st.title("Runs")
 st.caption("Every stored run. Overhead is the training time relative to the CE run of the same setting "
            "(same data, model, recipe and seed; GCCS Table 8). Robust accuracy is read from cached "
-           "evaluations only; this page never runs an attack.")
+           "evaluations only; this page never runs an attack. **Worst case @ ε** is the headline robust "
+           "accuracy: the share of test samples that no ℓ∞ attack tried on the run broke (the Robustness page's "
+           "suites and sweeps). One attack's accuracy alone is an upper bound on it, shown only on request.")
 
 store = get_store()
 deleted = st.session_state.pop("runs-deleted", None)
@@ -22,27 +24,35 @@ if not records:
     st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
     st.stop()
 
+NONE = "—"  # no single attack: the worst case alone
 pairs = cached_attacks(store)
 attack = eps = None
 if pairs:
-    attacks = list(dict.fromkeys(a for a, _ in pairs))
+    attacks = [NONE] + list(dict.fromkeys(a for a, _ in pairs))
     left, right, _ = st.columns([2, 1, 3])
-    attack = left.selectbox("robust accuracy under", attacks, key="runs-attack",
-                            format_func=lambda a: f"{a} · {ATTACKS[a].title}" if a in ATTACKS else a,
-                            help="Attacks with at least one cached robust accuracy (Robustness page, or "
-                                 "`python -m engine attack`).")
-    eps = right.selectbox("ε", [e for a, e in pairs if a == attack], key=f"runs-eps-{attack}",
-                          format_func="{:g}".format, help=budget_of(attack).label if attack in ATTACKS else None)
-else:
-    st.caption("No robust accuracy is cached yet: evaluate runs on the Robustness page or with "
-               "`python -m engine attack`, and a column for it appears here.")
+    chosen = left.selectbox("also one attack alone (upper bound)", attacks, key="runs-attack",
+                            format_func=lambda a: "none" if a == NONE else
+                            f"{a} · {ATTACKS[a].title}" if a in ATTACKS else a,
+                            help="An attack's own cached accuracy, beside the worst case it bounds from above "
+                                 "(Robustness page, or `python -m engine attack`).")
+    if chosen != NONE:
+        attack = chosen
+        eps = right.selectbox("ε", [e for a, e in pairs if a == attack], key=f"runs-eps-{attack}",
+                              format_func="{:g}".format, help=budget_of(attack).label if attack in ATTACKS else None)
 
 rows = runs_table(store, attack, eps)
+worst = worst_case_columns(rows)
+if not worst:
+    st.caption(f"No run has a worst case yet ({NOT_EVALUATED}); a worst-case column per ε then appears here.")
 st.dataframe(rows, hide_index=True, key="runs-table", column_config={
     "run_id": st.column_config.TextColumn("run", width="small"),
     "adversarial_training": "adversarial training",
     "fine_tuned_from": "fine-tuned from",
     "clean_acc": st.column_config.NumberColumn("clean acc.", format="%.3f"),
+    **{key: st.column_config.NumberColumn(f"worst case @ ε {e:g}", format="%.3f",
+                                          help="per-sample worst case over every ℓ∞ attack tried: the headline")
+       for key, e in worst},
+    "worst_case_source": "worst case over",
     "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
     "r_ab": st.column_config.NumberColumn("r_AB", format="%.2f"),
     "r_ab_ci95": st.column_config.NumberColumn("r_AB ±95 %", format="%.2f"),
@@ -50,9 +60,9 @@ st.dataframe(rows, hide_index=True, key="runs-table", column_config={
     "overhead_vs_ce_pct": st.column_config.NumberColumn("overhead vs CE (%)", format="%+.1f",
                                                         help="(train time / CE twin's train time − 1) × 100"),
     "ce_run_id": "CE twin",
-    "robust_acc": st.column_config.NumberColumn(f"robust acc. ({attack}, ε={eps:g})" if attack else "robust acc.",
-                                                format="%.3f"),
-    "robust_source": "robust acc. from",
+    "alone_acc": st.column_config.NumberColumn(f"{attack} alone @ ε {eps:g} (upper bound)" if attack else
+                                               "alone (upper bound)", format="%.3f"),
+    "alone_source": "alone: from",
 })
 table_downloads(rows, "runs", key="runs-export")
 

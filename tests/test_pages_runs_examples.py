@@ -81,16 +81,37 @@ def test_runs_page_on_an_empty_store_says_how_to_fill_it(app_store):
     assert not at.dataframe
 
 
-def test_runs_page_shows_every_run_with_its_cached_robust_accuracy(populated):
+def column_labels(frame) -> dict[str, str]:
+    """The headers a dataframe shows: its column_config labels by column name."""
+    config = json.loads(frame.proto.columns or "{}")
+    return {name.removeprefix("col:"): c.get("label") for name, c in config.items()}
+
+
+def test_runs_page_shows_every_run_with_its_worst_case_and_one_attack_alone_on_request(populated):
+    from engine.report import NOT_EVALUATED
+
     store, ce, gccs, result = populated
     at = page("runs")
-    assert at.selectbox(key="runs-attack").value == "pgd"
-    assert at.selectbox(key="runs-eps-pgd").value == 0.1
+    # the headline: the worst case over every attack tried (here PGD alone, so it equals PGD's accuracy)
+    assert at.selectbox(key="runs-attack").value == "—"
     table = at.dataframe[0].value.set_index("run_id")
     assert set(table.index) == {ce["run_id"], gccs["run_id"]}
-    assert table.loc[ce["run_id"], "robust_acc"] == pytest.approx(result["accuracy"])
-    assert table.loc[ce["run_id"], "robust_source"] == "steps=5, alpha=0.01; first 100 test images; seed 0"
-    assert table.loc[gccs["run_id"], "robust_source"] == "not computed"
+    assert "alone_acc" not in table
+    assert table.loc[ce["run_id"], "worst_case@0.1"] == pytest.approx(result["accuracy"])
+    assert table.loc[ce["run_id"], "worst_case_source"] == ("worst case over 1 attack setting (pgd); "
+                                                            "first 100 test images; seed 0")
+    assert table.loc[gccs["run_id"], "worst_case_source"] == NOT_EVALUATED
+    labels = column_labels(at.dataframe[0])
+    assert labels["worst_case@0.1"] == "worst case @ ε 0.1"
+    # one attack alone, beside it, labelled as the upper bound it is
+    at.selectbox(key="runs-attack").set_value("pgd")
+    at.run()
+    assert at.selectbox(key="runs-eps-pgd").value == 0.1
+    table = at.dataframe[0].value.set_index("run_id")
+    assert table.loc[ce["run_id"], "alone_acc"] == pytest.approx(result["accuracy"])
+    assert table.loc[ce["run_id"], "alone_source"] == "steps=5, alpha=0.01; first 100 test images; seed 0"
+    assert table.loc[gccs["run_id"], "alone_source"] == "not computed"
+    assert column_labels(at.dataframe[0])["alone_acc"] == "pgd alone @ ε 0.1 (upper bound)"
     assert table.loc[gccs["run_id"], "ce_run_id"] == ce["run_id"]
     assert table.loc[gccs["run_id"], "clean_acc"] == pytest.approx(gccs["final"]["test_acc"])
     assert download_labels(at) == ["CSV", "JSON", "checkpoint (.pt)"]

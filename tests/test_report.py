@@ -1,4 +1,5 @@
-"""The runs table against a store of real (tiny) runs: CE twins, cached robust accuracy, export."""
+"""The runs table against a store of real (tiny) runs: CE twins, the cached worst case and accuracy
+alone, export."""
 import csv
 import io
 import json
@@ -8,9 +9,9 @@ import torch
 
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.data import load_dataset
-from engine.robustness import accuracy_point
+from engine.robustness import accuracy_point, attack_survivors, correct_mask
 from engine.objectives import ConfigError
-from engine.report import cached_attacks, export_rows, runs_table
+from engine.report import NOT_EVALUATED, cached_attacks, export_rows, runs_table, worst_case_rows
 from engine.train import load_run, train_job
 
 
@@ -58,7 +59,8 @@ def test_one_row_per_run_with_its_settings_and_metrics(runs):
     assert gccs["train_seconds"] == pytest.approx(records["gccs"]["timing"]["train_seconds"])
     mmc = by_id(rows)[records["adv_mmc"]["run_id"]]
     assert mmc["adversarial_training"] == "fgsm ε=0.03 loss=adaptive clean weight=0.5"
-    assert "robust_acc" not in gccs  # no attack chosen: no column
+    assert "alone_acc" not in gccs  # no attack chosen: no column for one attack alone
+    assert by_id(rows)[records["lone"]["run_id"]]["worst_case_source"] == NOT_EVALUATED
 
 
 def test_overhead_is_against_the_ce_run_of_the_same_setting(runs):
@@ -91,18 +93,54 @@ def test_no_overhead_against_a_ce_run_trained_on_another_device(runs, tmp_path):
     other.close()
 
 
-def test_robust_accuracy_comes_from_the_cache_preferring_the_full_split_then_the_newest(runs):
+def test_worst_case_is_the_per_sample_union_of_every_attack_cached_on_one_sample_set(runs):
+    store, records, cache = runs
+    counts = {r["run_id"]: len(store.list_results(r["run_id"])) for r in records.values()}
+    rows = by_id(runs_table(store))
+    # CE: both PGD settings on the full split (2 settings) beat one setting on 100 samples
+    data = load_dataset("digits")
+    model, objective, _ = load_run(store, records["ce"]["run_id"])
+    clean = correct_mask(model, objective, data.x_test, data.y_test)
+    index = clean.nonzero().flatten()
+    robust = torch.zeros_like(clean)
+    robust[index] = True
+    for params in ({"steps": 5, "alpha": 0.01}, {"steps": 2, "alpha": 0.05}):  # as the fixture's accuracy_point
+        robust[index] &= attack_survivors(model, objective, data.x_test[index], data.y_test[index], "pgd", 0.1, params)
+    ce = rows[records["ce"]["run_id"]]
+    assert ce["worst_case@0.1"] == pytest.approx(float(robust.float().mean()))
+    assert ce["worst_case@0.1"] <= min(cache["full"]["accuracy"], cache["newest"]["accuracy"])
+    assert ce["worst_case@0.2"] is None  # nothing tried at 0.2 on CE
+    assert ce["worst_case_source"] == "worst case over 2 attack settings (pgd); first 450 test images; seed 0"
+    gccs = rows[records["gccs"]["run_id"]]  # one attack alone is its own worst case
+    assert gccs["worst_case@0.2"] == pytest.approx(cache["fgsm"]["accuracy"]) and gccs["worst_case@0.1"] is None
+    assert gccs["worst_case_source"] == "worst case over 1 attack setting (fgsm); first 50 test images; seed 0"
+    assert rows[records["lone"]["run_id"]]["worst_case@0.1"] is None
+    # the table never attacks: nothing was added to the store
+    assert counts == {r["run_id"]: len(store.list_results(r["run_id"])) for r in records.values()}
+
+
+def test_worst_case_rows_for_the_start_page(runs):
+    store, records, cache = runs
+    rows = worst_case_rows(store, [records[n]["run_id"] for n in ("gccs", "lone")])
+    gccs, lone = rows
+    assert list(gccs) == ["run", "worst case @ ε 0.2", "evaluated on"]
+    assert gccs["run"] == f"GCCS ({records['gccs']['run_id'][:6]})"
+    assert gccs["worst case @ ε 0.2"] == pytest.approx(cache["fgsm"]["accuracy"])
+    assert lone["worst case @ ε 0.2"] is None and lone["evaluated on"] == NOT_EVALUATED
+
+
+def test_one_attack_alone_comes_from_the_cache_preferring_the_full_split_then_the_newest(runs):
     store, records, cache = runs
     counts = {r["run_id"]: len(store.list_results(r["run_id"])) for r in records.values()}
     rows = by_id(runs_table(store, "pgd", 0.1))
     ce = rows[records["ce"]["run_id"]]
     assert cache["newest"]["samples"] == cache["full"]["samples"] == 450 > cache["small"]["samples"]
-    assert ce["robust_acc"] == pytest.approx(cache["newest"]["accuracy"])
-    assert ce["robust_source"] == "steps=2, alpha=0.05; first 450 test images; seed 0"
+    assert ce["alone_acc"] == pytest.approx(cache["newest"]["accuracy"])
+    assert ce["alone_source"] == "steps=2, alpha=0.05; first 450 test images; seed 0"
     assert (ce["attack"], ce["eps"]) == ("pgd", 0.1)
     gccs = rows[records["gccs"]["run_id"]]
-    assert gccs["robust_acc"] is None and gccs["robust_source"] == "not computed"
-    assert by_id(runs_table(store, "pgd", 0.2))[records["ce"]["run_id"]]["robust_acc"] is None  # other ε
+    assert gccs["alone_acc"] is None and gccs["alone_source"] == "not computed"
+    assert by_id(runs_table(store, "pgd", 0.2))[records["ce"]["run_id"]]["alone_acc"] is None  # other ε
     # the table never attacks: nothing was added to the store
     assert counts == {r["run_id"]: len(store.list_results(r["run_id"])) for r in records.values()}
 
@@ -129,7 +167,8 @@ def test_export_parses_back(runs):
         assert set(p) == set(r)
         assert float(p["clean_acc"]) == pytest.approx(r["clean_acc"])
         assert p["constants"] == r["constants"]  # commas inside a cell survive quoting
-        assert p["robust_acc"] == ("" if r["robust_acc"] is None else str(r["robust_acc"]))
+        assert p["alone_acc"] == ("" if r["alone_acc"] is None else str(r["alone_acc"]))
+        assert p["worst_case@0.1"] == ("" if r["worst_case@0.1"] is None else str(r["worst_case@0.1"]))
 
     def no_nan(name):
         raise AssertionError(f"{name} in JSON")
