@@ -52,3 +52,46 @@ def test_diagnostics_figure_plots_each_run_that_has_the_diagnostic():
     assert diagnostic_names(runs) == ["mean_norm_z"]
     fig = diagnostics_figure(runs, "mean_norm_z")
     assert [t.name for t in fig.data] == ["MAT"] and list(fig.data[0].y) == [2.0, 4.0, 6.0]
+
+
+def _line(run, attack, eps, accuracy, worst_case=False, adaptive=False, adversarially_trained=False, **extra):
+    """A line as engine.suites.robustness_charts makes it; runs are named "<objective>-<id>"."""
+    objective, run = run.split("-")
+    return {"run_id": run, "objective": objective, "attack": attack, "params": "" if worst_case else "steps=3",
+            "seed": 0, "adaptive": adaptive, "worst_case": worst_case, "adversarially_trained": adversarially_trained,
+            "eps": eps, "accuracy": accuracy, **extra}
+
+
+def test_robustness_figure_draws_the_worst_case_bold_and_single_attacks_as_upper_bounds():
+    from ui.figures import UPPER_BOUND_GROUP, WORST_CASE_GROUP, robustness_figure
+
+    chart = {"attack": "pgd", "samples": 40, "title": "PGD", "axis": "ε", "shared_params": True, "warnings": [],
+             "lines": [_line("gccs-a1b2c3d4", "pgd", [0, 0.1], [0.9, 0.6]),
+                       _line("gccs-a1b2c3d4", "adaptive-pgd", [0, 0.1], [0.9, 0.4], adaptive=True),
+                       _line("ce-e5f6a7b8", "pgd", [0, 0.1], [0.9, 0.3], adversarially_trained=True),
+                       _line("gccs-a1b2c3d4", "worst case", [0, 0.1], [0.9, 0.35], worst_case=True, attacks=[0, 6])]}
+    fig = robustness_figure(chart)
+    pgd, adaptive, adv, worst = fig.data
+    assert worst.name == "GCCS (a1b2c3) · worst case" and worst.line.width == 4 and worst.line.dash == "solid"
+    assert worst.line.color == pgd.line.color  # the run's colour
+    assert worst.legendgrouptitle.text == WORST_CASE_GROUP and "over 6 attack settings" in worst.customdata[1]
+    for single in (pgd, adaptive, adv):
+        assert single.line.width == 1.5 and single.legendgrouptitle.text == UPPER_BOUND_GROUP
+        assert "upper bound" in single.hovertemplate
+    assert UPPER_BOUND_GROUP == "one attack alone: an upper bound"
+    # the existing conventions: adaptive dotted with open diamonds, adversarially trained dashed
+    assert adaptive.line.dash == "dot" and adaptive.marker.symbol == "diamond-open" and adv.line.dash == "dash"
+    assert fig.layout.title.text == "PGD · steps=3 · 40 test samples"
+
+    headline = {**chart, "attack": "worst case", "title": "Worst case over every attack tried",
+                "lines": [chart["lines"][-1]]}
+    assert robustness_figure(headline).layout.title.text == "Worst case over every attack tried · 40 test samples"
+
+
+def test_robustness_figure_does_not_call_a_natural_corruption_an_upper_bound():
+    from ui.figures import CORRUPTION_GROUP, robustness_figure
+
+    chart = {"attack": "rotation", "samples": 40, "title": "rotation", "axis": "degrees", "shared_params": True,
+             "lines": [_line("ce-e5f6a7b8", "rotation", [0, 10], [0.9, 0.8])], "warnings": []}
+    (line,) = robustness_figure(chart).data
+    assert line.legendgrouptitle.text == CORRUPTION_GROUP and "upper bound" not in line.hovertemplate

@@ -137,33 +137,71 @@ def latent_3d_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry:
 
 
 # --- robustness --------------------------------------------------------------------------------------
+# Legend groups: the headline, and what only bounds it from above (../shared/spec/attacks.md, "The
+# headline is a per-sample worst case"). Natural corruptions are no attacks and bound nothing.
+WORST_CASE_GROUP = "worst case over every attack tried (the headline)"
+UPPER_BOUND_GROUP = "one attack alone: an upper bound"
+CORRUPTION_GROUP = "one natural corruption (not an attack)"
+
+
 def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
-    """Accuracy vs ε of one attack (``engine.robustness.robustness_charts``): one line per run, colour per
-    objective; adversarially trained runs dashed; an adaptive attack drawn in its run's colour with open
-    diamonds and a dotted line, so standard and adaptive results of a run read as a pair."""
+    """Accuracy vs ε of one attack (``engine.suites.robustness_charts``): one line per run, colour per
+    run. The per-sample worst case over every attack tried (``worst_case`` lines) is bold; each attack
+    alone is a thin line, grouped in the legend as an upper bound on it. Adversarially trained runs
+    dashed; an adaptive attack drawn in its run's colour with open diamonds and a dotted line, so
+    standard and adaptive results of a run read as a pair."""
+    from engine.attacks import ATTACKS
+    from engine.suites import WORST_CASE
+
     fig = go.Figure()
     colours: dict[str, str] = {}
+    seeds: dict[str, set] = {}
+    for line in chart["lines"]:
+        seeds.setdefault(line["run_id"], set()).add(line["seed"])
     for line in chart["lines"]:
         colour = colours.setdefault(line["run_id"], colour_of(line["objective"], len(colours)))
-        dash = ("dashdot" if line["adaptive"] else "dash") if line["adversarially_trained"] else \
-            ("dot" if line["adaptive"] else "solid")
         name = f"{line['objective'].upper()} ({line['run_id'][:6]})"
         if line["adversarially_trained"]:
             name += " · adv. trained"
+        if len(seeds[line["run_id"]]) > 1:  # the same run attacked with several seeds: tell the lines apart
+            name += f" · seed {line['seed']}"
+        if line.get("worst_case"):
+            name += " · worst case"
+            # how many attack settings each point is the worst case over (ε = 0 is the clean accuracy)
+            over = [("clean accuracy" if not n else f"over {n} attack setting{'s' * (n != 1)}")
+                    for n in line.get("attacks", [None] * len(line["eps"]))]
+            fig.add_trace(go.Scatter(
+                x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name, customdata=over,
+                legendgroup="worst", legendgrouptitle_text=WORST_CASE_GROUP,
+                line=dict(color=colour, dash="dash" if line["adversarially_trained"] else "solid", width=4),
+                marker=dict(symbol="circle", size=8),
+                hovertemplate=f"{name}<br>ε %{{x:g}}<br>worst case %{{y:.4f}} (%{{customdata}})<extra></extra>"))
+            continue
+        dash = ("dashdot" if line["adaptive"] else "dash") if line["adversarially_trained"] else \
+            ("dot" if line["adaptive"] else "solid")
         if line["adaptive"]:
             name += f" · {line['attack']}"
         if line["params"] and not chart.get("shared_params"):
             name += f" · {line['params']}"
+        spec = ATTACKS.get(line["attack"])
+        group = CORRUPTION_GROUP if spec is not None and spec.budget in ("sigma", "degrees") else UPPER_BOUND_GROUP
         fig.add_trace(go.Scatter(
             x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name,
-            line=dict(color=colour, dash=dash, width=2),
-            marker=dict(symbol="diamond-open" if line["adaptive"] else "circle", size=8 if line["adaptive"] else 6),
-            hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<extra></extra>"))
-    shared = chart["lines"][0]["params"] if chart.get("shared_params") and chart["lines"] else ""
-    title = f"{chart['title']}" + (f" · {shared}" if shared else "") + f" · {chart['samples']} test samples"
+            legendgroup="alone", legendgrouptitle_text=group,
+            line=dict(color=colour, dash=dash, width=1.5),
+            marker=dict(symbol="diamond-open" if line["adaptive"] else "circle", size=7 if line["adaptive"] else 5),
+            hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<br>{group}<extra></extra>"))
+    if chart["attack"] == WORST_CASE:
+        title = f"Worst case over every attack tried · {chart['samples']} test samples"
+    else:
+        attacks = [l for l in chart["lines"] if not l.get("worst_case")]
+        shared = attacks[0]["params"] if chart.get("shared_params") and attacks else ""
+        title = f"{chart['title']}" + (f" · {shared}" if shared else "") + f" · {chart['samples']} test samples"
+    # groupclick: a click hides one line, not its whole group
     fig.update_layout(title=dict(text=title, font_size=13), height=height, margin=dict(l=10, r=10, t=50, b=10),
                       xaxis_title=chart.get("axis", "ε"), yaxis_title="accuracy (true label)",
-                      yaxis_range=[-0.02, 1.02], legend=dict(font_size=10), hovermode="closest")
+                      yaxis_range=[-0.02, 1.02], legend=dict(font_size=10, groupclick="toggleitem"),
+                      hovermode="closest")
     return fig
 
 
