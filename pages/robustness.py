@@ -1,11 +1,13 @@
-"""Robustness page: accuracy vs ε of stored runs under any attack, computed in background jobs and
-cached point by point; standard and adaptive attacks paired; gradient-masking warnings beside the
-chart they concern (../shared/spec/attacks.md, visuals.md "Robustness")."""
+"""Robustness page: the per-sample worst case over every attack tried (the headline, from a named suite
+such as ``robust``) and accuracy vs ε of stored runs under any single attack (an upper bound on it),
+computed in background jobs and cached point by point; standard and adaptive attacks paired;
+gradient-masking warnings beside the chart they concern (../shared/spec/attacks.md, visuals.md
+"Robustness")."""
 import streamlit as st
 
 from engine.attacks import ATTACKS, budget_of
 from engine.measures import MEASURES, measure_tables
-from engine.suites import robustness_charts
+from engine.suites import DEFAULT_SUITE, SUITES, robustness_charts
 from engine.jobs import FINISHED
 from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads
@@ -15,19 +17,48 @@ from ui.widgets import CHART_REFRESH_S, attack_param_inputs, stored_run_picker
 
 st.title("Robustness")
 st.caption("Accuracy against the true label (also for targeted attacks), model in eval mode, adversarial inputs "
-           "clipped to [0, 1], attacks in batches of 100 with seeded random starts. Every point is cached per "
+           "projected onto the ε-ball and [0, 1], seeded random starts. Every attack's per-sample outcome is cached per "
            "(run, attack, parameters, ε, test samples, seed): nothing is computed twice, and a cancelled sweep keeps "
-           "the points it finished. Lines: colour per objective; dashed = adversarially trained; open diamonds and a "
-           "dotted line = the adaptive attack paired with the standard one.")
+           "the points it finished. **Bold line: the per-sample worst case over every attack tried** on the run (a "
+           "sample counts as robust only if it is classified correctly clean and no attack breaks it): the headline "
+           "robust accuracy. Thin lines: single attacks, one attack alone: an upper bound. Colour per objective; "
+           "dashed = adversarially trained; open diamonds and a dotted line = the adaptive attack paired with the "
+           "standard one.")
 
 manager, store = get_manager(), get_store()
 chosen, records = stored_run_picker(store, key="robustness")
 if not chosen:
     st.stop()
 
+# Suites, sweeps and the charts share "test samples" and "seed": the worst case is composed from the
+# outcomes cached on one sample set and seed, so equal values make sweeps join a suite's worst case.
+with st.container(border=True):
+    st.markdown("**Worst case (the headline)**")
+    c1, c2 = st.columns([2, 3])
+    suite = c1.selectbox("suite", list(SUITES), index=list(SUITES).index(DEFAULT_SUITE), key="robustness-suite",
+                         format_func=lambda name: f"{name} · {SUITES[name].description}",
+                         help="Every attack of the suite on the same samples; the bold line is their per-sample "
+                              "worst case (with every other ℓ∞ attack cached on these samples).")
+    suite_eps = c2.text_input("ε grid (empty = the suite's own)", value="", key="robustness-suite-eps",
+                              placeholder="0, 0.05, 0.1, 0.2, 0.3",
+                              help="Replaces every member's default grid; ε = 0 gives the clean accuracy.")
+    c1, c2, _ = st.columns([1, 1, 2])
+    suite_samples = c1.number_input("test samples (0 = the whole test split)", min_value=0, value=0, step=100,
+                                    key="robustness-suite-samples",
+                                    help="The suite runs every member (robust: six attacks, with restarts) on these samples; "
+                                         "on a CPU start with a few hundred.")
+    suite_seed = c2.number_input("seed (random starts)", min_value=0, value=0, key="robustness-suite-seed")
+    if st.button("▶ Run suite", type="primary", key="robustness-run-suite"):
+        try:
+            job = manager.submit_suite(chosen, suite, suite_eps.strip() or None, suite_samples or None,
+                                       int(suite_seed))
+            st.session_state["robustness-suite-jobs"] = [job]
+        except ConfigError as exc:
+            st.error(str(exc))
+
 SWEEPABLE = [name for name, spec in ATTACKS.items() if spec.budget != "none"]
 with st.container(border=True):
-    st.markdown("**New sweep**")
+    st.markdown("**New sweep** · one attack alone: an upper bound on the worst case")
     c1, c2 = st.columns([2, 3])
     attack = c1.selectbox("attack", SWEEPABLE, index=SWEEPABLE.index("pgd"),
                           format_func=lambda a: f"{a} · {ATTACKS[a].title}")
@@ -36,14 +67,15 @@ with st.container(border=True):
                              help=f"{budget_of(attack).label}. attacks.md: MNIST-like data 0 … 0.3, CIFAR-like 0 … 16/255.")
     params = attack_param_inputs(attack, key="robustness")
     c1, c2, c3, c4 = st.columns(4)
-    samples = c1.number_input("test samples (0 = the whole test split)", min_value=0, value=0, step=100)
-    seed = c2.number_input("seed (random starts)", min_value=0, value=0)
+    samples = c1.number_input("test samples (0 = the whole test split)", min_value=0, value=0, step=100,
+                              key="robustness-samples")
+    seed = c2.number_input("seed (random starts)", min_value=0, value=0, key="robustness-seed")
     paired = [a for a, s in ATTACKS.items() if s.pairs_with == attack]
     with_adaptive = c3.checkbox(f"also {' and '.join(paired)}", value=bool(paired), disabled=not paired,
                                 help="The adaptive attacks of attacks.md, with the same steps and step size, "
                                      "drawn paired with this one.")
     force = c4.checkbox("recompute even if cached", value=False)
-    if st.button("▶ Run sweep", type="primary"):
+    if st.button("▶ Run sweep"):
         try:
             ids = [manager.submit_sweep(chosen, attack, params, eps_text, samples or None, int(seed), force)]
             if with_adaptive:
@@ -54,7 +86,8 @@ with st.container(border=True):
         except ConfigError as exc:
             st.error(str(exc))
 
-job_ids = st.session_state.get("robustness-jobs", [])
+# the newest suite and the newest sweep (with its paired adaptive sweeps) are followed side by side
+job_ids = st.session_state.get("robustness-suite-jobs", []) + st.session_state.get("robustness-jobs", [])
 active = any(manager.get(j).status not in FINISHED for j in job_ids)
 
 
@@ -69,9 +102,10 @@ def charts():
         elif job.status not in FINISHED:
             st.caption(f"{job.title}: {job.detail or job.status} — the curves fill in as points finish.")
     results = [r for run_id in chosen for r in store.list_results(run_id, "accuracy")]
-    figures = robustness_charts(results, {r: records[r] for r in chosen})
+    figures = robustness_charts(results, {r: records[r] for r in chosen}, store=store)
     if not figures:
-        st.info("No cached results for these runs yet: run a sweep above (or `python -m engine attack RUN_ID`).")
+        st.info("No cached results for these runs yet: run the robust suite above (or "
+                "`python -m engine evaluate RUN_ID --suite robust`), or a single attack's sweep.")
     for i, chart in enumerate(figures):
         plotly_chart(robustness_figure(chart), f"robustness-{chart['attack']}-{chart['samples']}",
                      key=f"robustness-chart-{i}")

@@ -202,10 +202,18 @@ def _train_pair(seed: int) -> list[str]:
     return [r["run_id"] for r in records]
 
 
-def _chart_traces(chart) -> list[str]:
+def _spec(chart) -> dict:
     import json
 
-    return [t.get("name", "") for t in json.loads(chart.proto.spec)["data"]]
+    return json.loads(chart.proto.spec)
+
+
+def _chart_traces(chart) -> list[str]:
+    return [t.get("name", "") for t in _spec(chart)["data"]]
+
+
+def _chart_titled(at: AppTest, start: str):
+    return next(c for c in at.get("plotly_chart") if _spec(c)["layout"]["title"]["text"].startswith(start))
 
 
 @pytest.mark.slow
@@ -224,7 +232,7 @@ def test_robustness_page_sweeps_in_a_job_and_pairs_standard_with_adaptive():
     assert not at.exception and "eps must be" in at.error[0].value and "for attack pgd" in at.error[0].value
     at.text_input(key="robustness-eps-pgd").set_value("0, 0.1")
     at.number_input(key="robustness-pgd-steps").set_value(3)
-    next(ni for ni in at.number_input if ni.label.startswith("test samples")).set_value(100)
+    at.number_input(key="robustness-samples").set_value(100)
     at.run()
     button(at, "Run sweep").click()
 
@@ -234,12 +242,54 @@ def test_robustness_page_sweeps_in_a_job_and_pairs_standard_with_adaptive():
             "fill in" in c.value for c in a.caption)
 
     at = run_until(at, drawn, timeout=180)
-    names = _chart_traces(at.get("plotly_chart")[0])
-    # one chart for PGD: CE and GCCS, each with its adaptive and margin PGD drawn beside it
-    assert sum(n.startswith("CE (") for n in names) == 3 and sum(n.startswith("GCCS (") for n in names) == 3
+    # the worst case over the three attacks comes first, then PGD's chart
+    assert _spec(at.get("plotly_chart")[0])["layout"]["title"]["text"].startswith("Worst case over every attack tried")
+    names = _chart_traces(_chart_titled(at, "PGD"))
+    # one chart for PGD: CE and GCCS, each with its adaptive and margin PGD drawn beside it, and its worst case
+    assert sum(n.startswith("CE (") for n in names) == 4 and sum(n.startswith("GCCS (") for n in names) == 4
     assert any(n.endswith("· adaptive-pgd") for n in names) and any(n.endswith("· margin-pgd") for n in names), names
+    assert sum(n.endswith("· worst case") for n in names) == 2, names
     panel = sidebar_text(new_app())
     assert "pgd sweep · 2 runs · 2 ε" in panel and "done in" in panel
+
+
+@pytest.mark.slow
+def test_robustness_page_runs_the_robust_suite_and_headlines_its_worst_case():
+    from ui.figures import UPPER_BOUND_GROUP
+
+    run_ids = _train_pair(seed=23)
+    at = new_app()
+    at.switch_page("pages/robustness.py")
+    at.run()
+    at.multiselect(key="robustness-runs").set_value(run_ids)
+    at.run()
+    assert at.selectbox(key="robustness-suite").value == "robust"
+    at.text_input(key="robustness-suite-eps").set_value("0, 5")  # refused with a message, not a traceback
+    at.run()
+    button(at, "Run suite").click()
+    at.run()
+    assert not at.exception and "eps must be" in at.error[0].value
+    at.text_input(key="robustness-suite-eps").set_value("0, 0.1")
+    at.number_input(key="robustness-suite-samples").set_value(40)
+    at.run()
+    button(at, "Run suite").click()
+    at = run_until(at, lambda a: a.get("plotly_chart") and not any("fill in" in c.value for c in a.caption),
+                   timeout=300)
+    assert any("one attack alone: an upper bound" in c.value for c in at.caption)
+    headline = at.get("plotly_chart")[0]
+    assert _spec(headline)["layout"]["title"]["text"] == "Worst case over every attack tried · 40 test samples"
+    bold = _spec(headline)["data"]
+    assert len(bold) == 2 and all(t["name"].endswith("· worst case") and t["line"]["width"] == 4 for t in bold)
+    # every other chart: single attacks, thin, as upper bounds, beside each run's worst case at their ε
+    for chart in at.get("plotly_chart")[1:]:
+        singles = [t for t in _spec(chart)["data"] if not t["name"].endswith("· worst case")]
+        assert singles and all(t["legendgrouptitle"]["text"] == UPPER_BOUND_GROUP and t["line"]["width"] == 1.5
+                               and "upper bound" in t["hovertemplate"] for t in singles)
+    # the members run on every clean-correct sample have curves of their own: APGD-CE, and the adaptive
+    # and margin PGD in PGD's chart
+    assert _chart_titled(at, "APGD-CE") and _chart_titled(at, "PGD on CE")
+    panel = sidebar_text(new_app())
+    assert "robust suite · 2 runs · 2 ε" in panel and "done in" in panel
 
 
 @pytest.mark.slow
