@@ -148,6 +148,14 @@ def worst_case_source(head: dict[str, Any] | None) -> str:
     return text
 
 
+def worst_case_at(head: dict[str, Any] | None, eps: float) -> float | None:
+    """The worst case of ``worst_case_of`` at ``eps`` (None when not evaluated there)."""
+    if head is None:
+        return None
+    return next((acc for e, acc in head["eps"].items() if math.isclose(e, float(eps), rel_tol=1e-9, abs_tol=1e-12)),
+                None)
+
+
 def worst_case_key(eps: float) -> str:
     """The row key of the worst case at ``eps`` (``worst_case@0.1``)."""
     return f"{WORST_CASE_PREFIX}{eps:g}"

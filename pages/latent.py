@@ -7,6 +7,7 @@ from engine.attacks import ATTACKS, attack_params, budget_of
 from engine.jobs import FINISHED
 from engine.latent import TRAJECTORY_POINTS, cached_shift, cached_shift_grid, shift_view
 from engine.objectives import ConfigError
+from engine.report import NOT_EVALUATED, worst_case_at, worst_case_of, worst_case_source
 from ui.figures import distance_histogram, shift_animation, shift_figure
 from ui.state import get_manager, get_store
 from ui.widgets import (CHART_REFRESH_S, attack_param_inputs, class_picker, job_latent_entries, latent_panels,
@@ -104,6 +105,10 @@ else:
             elif job.status not in FINISHED:
                 st.caption(f"{job.title}: {job.detail or job.status}; the views appear as ε values finish.")
         grids = {r: cached_shift_grid(store, r, attack, params, samples) for r in chosen}
+        # one attack's accuracy is an upper bound on the ℓ∞ worst case, which is shown beside it when cached
+        linf = ATTACKS[attack].budget == "linf"
+        alone = f"{attack} alone: an upper bound" if ATTACKS[attack].budget in ("linf", "l2") else attack
+        heads = {r: worst_case_of(store, r) for r in chosen} if linf else {}
         common = sorted(set.intersection(*(set(g) for g in grids.values()))) if grids else []
         if 0.0 not in common or len(common) < 2:
             st.info("Nothing cached yet for this attack, these parameters and this many points: press Compute.")
@@ -126,11 +131,16 @@ else:
                         view = shift_view(clean, attacked, clean["y"], classes, record["geometry"], distance)
                         st.plotly_chart(shift_figure(view, classes, first["class_names"], arrows, trajectories,
                                                      title=f"{label} · ε = {eps:g}"), key=f"shift-{r}")
-                    m1, m2 = st.columns(2)
-                    m1.metric(f"accuracy at ε = {eps:g}", f"{view['accuracy']:.3f}",
+                    m1, m2, m3 = st.columns(3)
+                    m1.metric(f"accuracy at ε = {eps:g} ({alone})", f"{view['accuracy']:.3f}",
                               help=f"on these {samples} points (all classes)")
                     m2.metric("left their decision region", f"{view['left_region']:.1%}",
                               help="points whose predicted class changed under the attack (all classes)")
+                    worst = worst_case_at(heads.get(r), eps)
+                    if worst is not None:
+                        m3.metric(f"worst case at ε = {eps:g}", f"{worst:.3f}", help=worst_case_source(heads[r]))
+                    elif linf:
+                        st.caption(f"Worst case at ε = {eps:g}: {NOT_EVALUATED}.")
                     st.plotly_chart(distance_histogram(view, label, distance), key=f"shift-hist-{r}")
         if shift_active and manager.get(shift_job_id).status in FINISHED:
             st.rerun(scope="app")

@@ -6,7 +6,7 @@ from engine.groups import parse_seeds
 from engine.objectives import ConfigError
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager
-from ui.widgets import class_picker, comparison_view, job_latent_entries, latent_panels, live_fragment
+from ui.widgets import class_picker, comparison_view, job_latent_entries, latent_panels, live_fragment, worst_case_view
 
 st.title("Simplex Workbench")
 st.markdown(
@@ -45,6 +45,7 @@ if job_id is None:
 else:
     comparison_view(job_id, key="start")  # the first seed, live
     seed_jobs_view(st.session_state.get("start_jobs", [job_id]), key="start")
+    worst_case_view(st.session_state.get("start_jobs", [job_id]), key="start")
     st.subheader("Latent simplex geometry (test points of three classes)")
     st.caption("Left: projected onto the plane through the three class centres (GCCS: the vertices μ_T·e_i; "
                "CE: the class means). Right: the three latent coordinates. Compare the axis scales across panels.")

@@ -9,7 +9,7 @@ from engine.objectives import OBJECTIVES, ConfigError
 from models import ARCHITECTURES
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager, get_store
-from ui.widgets import comparison_view, param_input
+from ui.widgets import comparison_view, param_input, worst_case_view
 
 MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
                 "resnet20": "CIFAR ResNet-20", "resnet32": "CIFAR ResNet-32"}
@@ -18,7 +18,7 @@ OBJECTIVE_NOTES = {
     "mat": "The constants' defaults α = 1, β = 6 and BIBO ε 0.3 / step 0.01 / 40 steps are TRADES' MNIST ones (the "
            "MAT paper's appendix with its recipe is missing). On digits under the quick preset they reached only 20 % "
            "test accuracy, so the quick preset sets β = 0.5 and BIBO ε 0.1 / step 0.025 / 10 steps (96 % test "
-           "accuracy, 56 % under PGD-10 at ε 0.1; β = 1: 90 %); other data sets get the defaults. BIBO costs about "
+           "accuracy, 56 % under PGD-10 alone at ε 0.1, an upper bound on the worst case; β = 1: 90 %); other data sets get the defaults. BIBO costs about "
            "(inner steps + 1) model passes per step.",
     "pcl": "The first warmup_epochs train CE only (PCL Algorithm 1); pull and push are still plotted.",
 }
@@ -144,3 +144,4 @@ if job_id:
     st.subheader("Live curves")
     comparison_view(job_id, key="train")  # the first seed, live
     seed_jobs_view(st.session_state.get("train_jobs", [job_id]), key="train")
+    worst_case_view(st.session_state.get("train_jobs", [job_id]), key="train")

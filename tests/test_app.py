@@ -65,6 +65,10 @@ def test_start_page_comparison_trains_and_draws_its_charts():
     assert len([k for k in keys if k.startswith("start-latent-")]) == 4
     table = at.dataframe[0].value
     assert list(table["run"].str[:4]) == ["CE (", "GCCS"] and (table["epoch"] == 3).all()
+    # the headline robust accuracy: not evaluated yet, and the page says how to evaluate it
+    (worst,) = [d.value for d in at.dataframe if "evaluated on" in d.value.columns]
+    assert list(worst.columns) == ["run", "evaluated on"] and list(worst["run"].str[:4]) == ["CE (", "GCCS"]
+    assert worst["evaluated on"].str.startswith("not evaluated: run the robust suite").all()
     # The job panel lists it as done. (AppTest drops the sidebar of an st.navigation app on reruns of the
     # same AppTest object, so the panel is read from a fresh session, as a second browser tab would.)
     panel = sidebar_text(new_app())
@@ -294,7 +298,16 @@ def test_robustness_page_runs_the_robust_suite_and_headlines_its_worst_case():
 
 @pytest.mark.slow
 def test_latent_page_draws_stored_runs_under_attack():
+    from cache import RunStore
+    from engine.data import load_dataset
+    from engine.robustness import accuracy_point
+    from engine.train import load_run
+
     run_ids = _train_pair(seed=22)
+    # a worst case for the first run at ε 0.2 only (one attack: it equals that attack's accuracy)
+    store, data = RunStore(), load_dataset("digits")
+    cached, _ = accuracy_point(store, run_ids[0], *load_run(store, run_ids[0])[:2], data.x_test[:50],
+                               data.y_test[:50], "fgsm", {}, 0.2)
     at = new_app()
     at.switch_page("pages/latent.py")
     at.run()
@@ -305,12 +318,20 @@ def test_latent_page_draws_stored_runs_under_attack():
     button(at, "Compute latents under attack").click()
     at = run_until(at, lambda a: any(s.label == "ε" for s in a.select_slider)
                    and len([m for m in a.metric if m.label.startswith("accuracy at")]) == 2, timeout=120)
-    assert [m.label for m in at.metric if m.label.startswith("accuracy at")] == ["accuracy at ε = 0.2"] * 2
+    alone = [m.label for m in at.metric if m.label.startswith("accuracy at")]
+    assert alone == ["accuracy at ε = 0.2 (pgd alone: an upper bound)"] * 2
+    (worst,) = [m for m in at.metric if m.label.startswith("worst case")]
+    assert worst.label == "worst case at ε = 0.2" and float(worst.value) == pytest.approx(cached["accuracy"], abs=1e-3)
+    not_evaluated = [c.value for c in at.caption if c.value.startswith("Worst case at ε")]
+    assert not_evaluated == ["Worst case at ε = 0.2: not evaluated: run the robust suite (Robustness page or "
+                             "`python -m engine evaluate RUN --suite robust`)."]
     next(s for s in at.select_slider if s.label == "ε").set_value(0.1)
     next(c for c in at.checkbox if c.label.startswith("trajectories")).check()
     at.run()
     assert not at.exception
-    assert [m.label for m in at.metric if m.label.startswith("accuracy at")] == ["accuracy at ε = 0.1"] * 2
+    alone = [m.label for m in at.metric if m.label.startswith("accuracy at")]
+    assert alone == ["accuracy at ε = 0.1 (pgd alone: an upper bound)"] * 2
+    assert sum(c.value.startswith("Worst case at ε = 0.1: not evaluated") for c in at.caption) == 2
     keys = [c.key for c in at.get("plotly_chart")]
     assert sum(k.startswith("shift-hist-") for k in keys) == 2 and sum(k.startswith("shift-") for k in keys) == 4
     next(c for c in at.checkbox if c.label.startswith("animation")).check()

@@ -16,7 +16,7 @@ from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
 from engine.objectives import Objective, Param
 from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
                         simplex_figure)
-from ui.state import get_manager
+from ui.state import get_manager, get_store
 
 REFRESH_S = 1.0  # the job panel: cheap text and progress bars
 CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render of every figure
@@ -179,6 +179,24 @@ def summary_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "r_AB (±95% CI)": f"{last['r_ab']:.2f} ± {last['r_ab_ci']:.2f}",
                      "train seconds": round(last["train_seconds"], 2), "samples/s": round(last["samples_per_s"])})
     return rows
+
+
+def worst_case_view(job_ids: list[str], key: str) -> None:
+    """The headline robust accuracy of the runs the finished jobs stored: the per-sample worst case
+    cached for each (``engine.report.worst_case_rows``), or how to evaluate it. Nothing is attacked here."""
+    from engine.report import worst_case_rows
+
+    manager = get_manager()
+    run_ids = list(dict.fromkeys(run["run_id"] for job in map(manager.get, job_ids) if job.status == DONE
+                                 for run in job.runs))
+    if not run_ids:
+        return
+    st.subheader("Robust accuracy: the worst case")
+    st.caption("The per-sample worst case over every ℓ∞ attack tried on each run, read from the cache: the share of "
+               "test samples classified correctly clean that no attack broke. One attack's accuracy alone is only an "
+               "upper bound on it. Evaluate on the Robustness page (the robust suite) or with "
+               "`python -m engine evaluate RUN --suite robust`.")
+    st.dataframe(worst_case_rows(get_store(), run_ids), hide_index=True, key=f"{key}-worst-case")
 
 
 # --- stored runs ---------------------------------------------------------------------------------------
