@@ -36,9 +36,9 @@ with st.container(border=True):
     st.markdown("**Worst case (the headline)**")
     c1, c2 = st.columns([2, 3])
     suite = c1.selectbox("suite", list(SUITES), index=list(SUITES).index(DEFAULT_SUITE), key="robustness-suite",
-                         format_func=lambda name: f"{name} · {SUITES[name].description}",
                          help="Every attack of the suite on the same samples; the bold line is their per-sample "
                               "worst case (with every other ℓ∞ attack cached on these samples).")
+    c1.caption(SUITES[suite].description)
     suite_eps = c2.text_input("ε grid (empty = the suite's own)", value="", key="robustness-suite-eps",
                               placeholder="0, 0.05, 0.1, 0.2, 0.3",
                               help="Replaces every member's default grid; ε = 0 gives the clean accuracy.")

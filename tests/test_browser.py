@@ -145,6 +145,11 @@ def test_robustness_sweep_and_latents_under_attack_in_a_real_browser(server, bro
     assert_no_exception(browser)
     legend = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext"))
     assert "adaptive-pgd" in legend and "GCCS (" in legend and "CE (" in legend
+    # the headline: the per-sample worst case over the three sweeps, bold, in a chart of its own first
+    assert "· worst case" in legend
+    titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    assert titles and titles[0].startswith("Worst case over every attack tried"), titles
+    assert "one attack alone: an upper bound" in browser.find_element(By.TAG_NAME, "body").text
 
     browser.get(server + "/latent")
     _click_button(browser, "Compute latents under attack")
