@@ -146,7 +146,7 @@ CORRUPTION_GROUP = "one natural corruption (not an attack)"
 
 def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
     """Accuracy vs ε of one attack (``engine.suites.robustness_charts``): one line per run, colour per
-    run. The per-sample worst case over every attack tried (``worst_case`` lines) is bold; each attack
+    objective. The per-sample worst case over every attack tried (``worst_case`` lines) is bold; each attack
     alone is a thin line, grouped in the legend as an upper bound on it. Adversarially trained runs
     dashed; an adaptive attack drawn in its run's colour with open diamonds and a dotted line, so
     standard and adaptive results of a run read as a pair."""
@@ -168,7 +168,7 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
         if line.get("worst_case"):
             name += " · worst case"
             # how many attack settings each point is the worst case over (ε = 0 is the clean accuracy)
-            over = [("clean accuracy" if not n else f"over {n} attack setting{'s' * (n != 1)}")
+            over = [("clean accuracy" if n == 0 else f"over {n} attack setting{'s' * (n != 1)}" if n else "")
                     for n in line.get("attacks", [None] * len(line["eps"]))]
             fig.add_trace(go.Scatter(
                 x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name, customdata=over,
