@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .attacks import ATTACKS, attack_params, build_attack, validate_budget
+from .attacks import ATTACKS, build_attack, single_run_params, validate_budget
 from .data import load_dataset
 from .objectives import ConfigError
 from .rng import private_rng
@@ -133,7 +133,7 @@ def adversarial_examples(store, run_ids: Sequence[str], attack: str, eps: float 
     """
     if not run_ids:
         raise ConfigError("runs: choose at least one stored run")
-    values = attack_params(attack, dict(params or {}))
+    values = single_run_params(attack, dict(params or {}), "the gallery")
     eps = _checked_budget(attack, eps)
     records = {}
     for run_id in run_ids:

@@ -223,11 +223,11 @@ class JobManager:
     def submit_shift(self, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
                      samples: int = 1000, seed: int = 0, force: bool = False, device: str = "cpu") -> str:
         """Queue the latents of runs under attack over an ε grid (``engine.latent.shift_job``)."""
-        from .attacks import attack_params
+        from .attacks import single_run_params
         from .robustness import validate_eps
         from .latent import shift_job
 
-        params = attack_params(attack, params)
+        params = single_run_params(attack, params, "the latents under attack")
         eps = validate_eps(attack, eps)
         if not run_ids:
             raise ConfigError("runs: choose at least one stored run")
@@ -264,10 +264,10 @@ class JobManager:
         ``device``'s worker ("cpu", "cuda[:i]" or "auto": the GPU when there is one), off the page
         thread: progress per run, cancel between runs; the gallery is the job's result. Bad settings
         (attack, parameters, budget, runs) fail here, in the caller; bad test indices fail the job."""
-        from .attacks import ATTACKS, attack_params, validate_budget
+        from .attacks import ATTACKS, single_run_params, validate_budget
         from .examples import adversarial_examples
 
-        params = attack_params(attack, dict(params or {}))
+        params = single_run_params(attack, dict(params or {}), "the gallery")
         if ATTACKS[attack].budget == "none":
             eps = None
         else:

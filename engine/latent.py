@@ -134,12 +134,12 @@ def shift_job(store, run_ids: list[str], attack: str, params: dict[str, Any], ep
     latents), on the fixed test subset the training snapshots show (``engine.train.fixed_subset``).
     Events and cancellation as ``engine.robustness.sweep_job``; each (run, ε) is cached at once.
     Returns {"points": [result dicts without the arrays]}."""
-    from .attacks import attack_params
+    from .attacks import single_run_params
     from .robustness import load_for_evaluation
     from .train import Cancelled, fixed_subset
 
     emit = on_event or (lambda event: None)
-    params = attack_params(attack, params)
+    params = single_run_params(attack, params, "the latents under attack")
     loaded, x, y = load_for_evaluation(store, run_ids, None, device, data_dir)
     subset = fixed_subset(len(y), samples).to(x.device)
     x, y = x[subset], y[subset]

@@ -31,7 +31,19 @@ DEFAULT_BATCH = {"cpu": 1000, "cuda": 4096}  # samples attacked at once; the pap
 
 def attack_batch(device, batch_size: int | None) -> int:
     """The attack batch: ``batch_size`` when given, else as large as the device's default."""
-    return int(batch_size) if batch_size else DEFAULT_BATCH.get(torch.device(device).type, 1000)
+    return validate_batch(batch_size) or DEFAULT_BATCH.get(torch.device(device).type, 1000)
+
+
+def validate_batch(batch_size: int | None) -> int | None:
+    """``batch_size`` (samples attacked at once) checked: None (the device's default) or 1 … 1,000,000."""
+    from .objectives import ConfigError
+
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 1_000_000:
+        raise ConfigError(f"batch_size (--batch-size) must be an integer in 1 … 1000000 (samples attacked at once); "
+                          f"got {batch_size!r}")
+    return batch_size
 
 
 def _check(cancel) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .robustness import (accuracy_point, accuracy_settings, cached_worst_case, load_for_evaluation, member_label,
-                         result_key, store_accuracy, worst_case_point)
+                         result_key, store_accuracy, validate_batch, worst_case_point)
 from .sanity import cross_attack_warnings, sanity_warnings, worst_case_warnings
 
 Event = Callable[[dict], None] | None
@@ -39,6 +39,7 @@ def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], ep
 
     emit = on_event or (lambda event: None)
     params = attack_params(attack, params)
+    validate_batch(batch_size)
     loaded, x, y = load_for_evaluation(store, run_ids, samples, device, data_dir)
     grid = sorted(set(float(e) for e in eps))
     total = len(grid) * len(run_ids) * len(y)
@@ -145,6 +146,7 @@ def suite_job(store, run_ids: list[str], suite: str, samples: int | None = None,
     emit = on_event or (lambda event: None)
     spec = SUITES.get(suite)
     plan = suite_plan(suite, eps)
+    validate_batch(batch_size)
     loaded, x, y = load_for_evaluation(store, run_ids, samples, device, data_dir)
     linf = [(a, p, g) for a, p, g in plan if ATTACKS[a].budget == "linf"]
     other = [(a, p, g) for a, p, g in plan if ATTACKS[a].budget != "linf"]

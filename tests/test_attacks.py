@@ -108,7 +108,7 @@ def test_adaptive_pgd_is_at_least_as_strong_as_ce_pgd_on_mmc(runs):
 
 
 def test_attack_parameters_are_validated():
-    assert attack_params("pgd", {}) == {"steps": 5, "alpha": 0.0}  # 0: the step is 2.5·ε/steps
+    assert attack_params("pgd", {}) == {"steps": 5, "alpha": 0.0, "restarts": 1}  # 0: the step is 2.5·ε/steps
     with pytest.raises(ConfigError, match="attack must be one of fgsm"):
         attack_params("cw2", {})
     with pytest.raises(ConfigError, match="pgd.steps"):

@@ -9,8 +9,8 @@ import torch
 from cache import RunStore
 from engine.config import ObjectiveSpec, TrainConfig
 from engine.sanity import cross_attack_warnings
-from engine.robustness import (accuracy_point, load_for_evaluation, robustness_charts,
-                             suite_job, sweep_job, validate_eps)
+from engine.robustness import accuracy_point, load_for_evaluation, validate_eps
+from engine.suites import robustness_charts, suite_job, sweep_job
 from engine.jobs import CANCELLED, DONE, JobManager
 from engine.latent import attacked_latents, cached_shift, shift_job, shift_view
 from engine.objectives import ConfigError
@@ -44,7 +44,7 @@ def test_sweep_walks_the_grid_caches_every_point_and_replays_from_the_store(trai
         acc = [p["accuracy"] for p in points if p["run_id"] == run_id]
         assert acc[0] >= acc[1] >= acc[2] and acc[0] > 0.8
         assert out["warnings"][run_id] == []
-    assert points[0]["params"] == {"steps": 3, "alpha": 0.0} and points[0]["samples"] == 100
+    assert points[0]["params"] == {"steps": 3, "alpha": 0.0, "restarts": 1} and points[0]["samples"] == 100
 
     again = []
     replay = sweep_job(store, [ce, gccs], "pgd", {"steps": 3}, [0.0, 0.05, 0.1], samples=100, on_event=again.append)
@@ -53,9 +53,11 @@ def test_sweep_walks_the_grid_caches_every_point_and_replays_from_the_store(trai
     # another seed is another point; the same seed recomputed gives the same number
     loaded, x, y = load_for_evaluation(store, [ce], 100)
     model, objective, _ = loaded[ce]
-    fresh, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.0}, 0.1, force=True)
+    fresh, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.0, "restarts": 1}, 0.1,
+                                force=True)
     assert not hit and fresh["accuracy"] == points[4]["accuracy"]
-    _, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.0}, 0.1, seed=1)
+    _, hit = accuracy_point(store, ce, model, objective, x, y, "pgd", {"steps": 3, "alpha": 0.0, "restarts": 1}, 0.1,
+                            seed=1)
     assert not hit
 
 
@@ -102,7 +104,7 @@ def test_charts_pair_adaptive_with_standard_and_dash_adversarial_training(traine
     results = [r for run_id in records for r in store.list_results(run_id, "accuracy")]
     charts = robustness_charts(results + results[:3], records)  # duplicates (live + cached) count once
     pgd = next(c for c in charts if c["attack"] == "pgd" and c["samples"] == 100)
-    lines = {(l["run_id"], l["attack"]): l for l in pgd["lines"] if l["params"] == "alpha=0, steps=3"}
+    lines = {(l["run_id"], l["attack"]): l for l in pgd["lines"] if l["params"] == "alpha=0, restarts=1, steps=3"}
     assert set(lines) >= {(gccs, "pgd"), (gccs, "adaptive-pgd"), (adv, "pgd"), (adv, "adaptive-pgd")}
     assert lines[(gccs, "adaptive-pgd")]["adaptive"] and not lines[(gccs, "pgd")]["adaptive"]
     assert lines[(adv, "pgd")]["adversarially_trained"] and not lines[(gccs, "pgd")]["adversarially_trained"]
@@ -128,7 +130,12 @@ def test_cross_attack_sanity_checks():
     assert charts == ["pgd", "pgd", "square"], found
     assert any("weaker than one-step FGSM" in m for _, _, m in found)
     assert any("gradient-free square" in m for _, _, m in found)
-    assert any("adaptive adaptive-pgd (0.100) is much stronger than standard pgd (0.700)" in m for _, _, m in found)
+    assert any("adaptive adaptive-pgd is much stronger than standard pgd (0.100 vs 0.700 at ε = 0.1; 100 samples)" in m
+               for _, _, m in found)
+    # one line per finding, however many ε show it
+    over_eps = [_acc("r", "pgd", e, 0.7) for e in (0.1, 0.2)] + [_acc("r", "adaptive-pgd", e, 0.1) for e in (0.1, 0.2)]
+    (only,) = cross_attack_warnings(over_eps)
+    assert "at ε = 0.1;" in only[2] and "at ε = 0.2;" in only[2]
 
 
 def test_latents_under_attack_trajectories_and_view(trained):
@@ -162,7 +169,7 @@ def test_shift_job_caches_each_eps_on_the_runs_fixed_subset(trained):
     events = []
     out = shift_job(store, [ce, gccs], "pgd", {"steps": 2}, [0.1], samples=200, on_event=events.append)
     assert [(p["run_id"], p["eps"]) for p in out["points"]] == [(ce, 0.0), (gccs, 0.0), (ce, 0.1), (gccs, 0.1)]
-    entry = cached_shift(store, gccs, "pgd", {"steps": 2, "alpha": 0.0}, 0.0, 200)
+    entry = cached_shift(store, gccs, "pgd", {"steps": 2, "alpha": 0.0, "restarts": 1}, 0.0, 200)
     stored = store.get_latents(gccs)  # the training snapshot shows the same points, clean
     assert np.array_equal(stored["indices"], fixed_subset(450, 200).numpy())
     assert np.allclose(entry["z"], stored["z"], rtol=2e-3, atol=2e-2)  # snapshots are kept in float16
@@ -239,10 +246,10 @@ def test_command_line_evaluate_runs_a_named_suite(trained):
     store, (ce, gccs), _ = trained
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "SIMPLEX_STORE": str(store.path), "PYTHONPATH": str(root)}
-    args = [sys.executable, "-m", "engine", "evaluate", ce, gccs, "--suite", "gccs-paper", "--samples", "40"]
+    args = [sys.executable, "-m", "engine", "evaluate", ce, gccs, "--suite", "gccs-paper", "--samples", "40", "--quiet"]
     out = json.loads(subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, check=True).stdout)
     assert [a["attack"] for a in out["attacks"]] == ["fgsm", "pgd", "tgsm"]
-    assert out["attacks"][1]["params"] == {"steps": 5, "alpha": 0.0} and out["attacks"][1]["samples"] == 40
+    assert out["attacks"][1]["params"] == {"steps": 5, "alpha": 0.0, "restarts": 1} and out["samples"] == 40
     assert out["attacks"][0]["curves"][gccs]["eps"] == [0.0, 0.025, 0.05, 0.075, 0.1]
     assert {r["objective"] for r in out["runs"]} == {"ce", "gccs"} and isinstance(out["warnings"], list)
     bad = subprocess.run(args[:6] + ["--suite", "nope"], cwd=root, env=env, capture_output=True, text=True)

@@ -256,6 +256,16 @@ def attack_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     return {p.name: p.validate(params.get(p.name, p.default), name) for p in ATTACKS[name].params}
 
 
+def single_run_params(name: str, params: dict[str, Any], what: str) -> dict[str, Any]:
+    """``attack_params`` for work that shows one run of the attack (latents under attack, the gallery):
+    more than one restart is refused rather than ignored."""
+    values = attack_params(name, params)
+    if values.get("restarts", 1) > 1:
+        raise ConfigError(f"{name}.restarts: {what} shows one run of the attack, so restarts must be 1; "
+                          f"got {values['restarts']} (robust accuracy takes restarts)")
+    return values
+
+
 def budget_of(name: str) -> Budget:
     """What the swept number of attack ``name`` means (label, range, default MNIST-like grid)."""
     if name not in ATTACKS:
