@@ -10,6 +10,7 @@ Read top to bottom:
     paired_difference  the per-seed difference of two metrics and its verdict
     seed_groups        stored run records grouped so that a group's runs differ only by seed
     comparisons        every objective's group against the baseline's (CE) of the same setting
+    add_worst_case     each group's cached worst-case robust accuracy per ε, over its seeds
     seed_summary, summary_rows, comparison_rows   the tables the Start and Train pages show
 
 Missing values. A metric may be None or NaN for a run (e.g. a robust accuracy not computed yet).
@@ -27,6 +28,7 @@ from scipy import stats
 
 from .config import settings_hash
 from .objectives import OBJECTIVES, ConfigError
+from .report import NOT_EVALUATED, worst_case_of
 
 # The per-run metrics a stored record carries, and where: record["final"][...]
 RECORD_METRICS = {"clean_accuracy": "test_acc", "macro_f1": "test_f1", "r_ab": "r_ab"}
@@ -204,6 +206,75 @@ def comparisons(groups: list[dict[str, Any]], metric_of: MetricOf | None = None,
     return rows
 
 
+# --- the worst case over the seeds -----------------------------------------------------------------
+def worst_case_metric(eps: float) -> str:
+    """The metric name of the worst-case robust accuracy at ε (``worst case @ ε 0.1``), as tables show it."""
+    return f"worst case @ ε {eps:g}"
+
+
+def add_worst_case(groups: list[dict[str, Any]], store) -> None:
+    """Add to every group the worst-case robust accuracy per ε over its seeds, read from the cache
+    (``engine.report.worst_case_of``; nothing is attacked): ``group["worst_case"] = {"eps" (the ε
+    with a mean), "samples" (None unless every seed has a worst case on the same test samples),
+    "missing" (runs with no cached worst case), "source" (one line)}``, and for each of those ε,
+    ``values[worst_case_metric(ε)]`` and its ``mean_ci`` under the same name, so that
+    ``comparisons`` pairs them seed by seed like any other metric.
+
+    An ε counts only when every run of the group has a worst case there, all on the same test
+    samples: a mean over some of the seeds, or over different test images per seed, is not the
+    mean over the seeds the row claims (see the module docstring)."""
+    for group in groups:
+        heads = [worst_case_of(store, run_id) for run_id in group["run_ids"]]
+        missing = [rid for rid, head in zip(group["run_ids"], heads) if head is None]
+        samples = {head["samples"] for head in heads if head is not None}
+        comparable = not missing and len(samples) == 1
+        eps = sorted(set.intersection(*(set(head["eps"]) for head in heads))) if comparable else []
+        for e in eps:
+            metric = worst_case_metric(e)
+            group["values"][metric] = [head["eps"][e] for head in heads]
+            group[metric] = mean_ci(group["values"][metric])
+        group["worst_case"] = {"eps": eps, "samples": samples.pop() if comparable else None, "missing": missing,
+                               "source": _worst_case_source(group["seeds"], heads, eps)}
+
+
+def _worst_case_source(seeds: list[int], heads: list[dict[str, Any] | None], eps: list[float]) -> str:
+    """What a group's worst case is over, or why it has no mean (``add_worst_case``), in one line."""
+    unevaluated = [seed for seed, head in zip(seeds, heads) if head is None]
+    found = [head for head in heads if head is not None]
+    if not found:
+        return NOT_EVALUATED
+    if unevaluated:
+        return (f"not evaluated for seed{'s' * (len(unevaluated) > 1)} {', '.join(map(str, unevaluated))}: "
+                + NOT_EVALUATED.removeprefix("not evaluated: "))
+    samples = sorted({head["samples"] for head in found})
+    if len(samples) > 1:
+        return (f"different test samples per seed ({', '.join(map(str, samples))} images): no mean; "
+                "evaluate every seed on the same samples")
+    # fewer attack settings overstate robustness, so say how many each seed's worst case is over
+    counts = sorted({head["settings"] for head in found})
+    over = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    attack_seeds = sorted({head["seed"] for head in found})
+    source = (f"worst case over {over} attack setting{'s' * (over != '1')} per seed; first {samples[0]} test images; "
+              f"attack seed{'s' * (len(attack_seeds) > 1)} {', '.join(map(str, attack_seeds))}")
+    return source if eps else "no ε evaluated for every seed: " + source
+
+
+def worst_case_comparisons(groups: list[dict[str, Any]], baseline: str = "ce") -> list[dict[str, Any]]:
+    """``comparisons`` of the worst case at each ε that a group and its baseline group (of the same
+    setting) both have a mean at, on the same test samples (groups from ``add_worst_case``)."""
+    rows = []
+    for group in groups:
+        if group["objective"] == baseline:
+            continue
+        for base in (g for g in groups if g["objective"] == baseline and g["setting"] == group["setting"]):
+            ours, theirs = group["worst_case"], base["worst_case"]
+            if ours["samples"] is None or ours["samples"] != theirs["samples"]:
+                continue  # seed by seed on other test images would not be a paired difference
+            shared = [worst_case_metric(e) for e in ours["eps"] if e in theirs["eps"]]
+            rows += comparisons([base, group], baseline=baseline, metrics=shared)
+    return rows
+
+
 # --- the tables the pages show ---------------------------------------------------------------------
 def format_mean_ci(summary: dict[str, Any], digits: int = 4) -> str:
     """"0.9712 ± 0.0051" (n ≥ 2), "0.9712 (one seed)", or "n/a (2 of 3 missing)"."""
@@ -216,10 +287,24 @@ def format_mean_ci(summary: dict[str, Any], digits: int = 4) -> str:
 
 
 def summary_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per group: objective, seeds, mean ± 95 % CI of clean accuracy, macro F1 and r_AB."""
-    return [{"objective": g["objective"].upper(), "seeds": ", ".join(map(str, g["seeds"])), "n": len(g["seeds"]),
-             **{f"{METRIC_LABELS[m]} (mean ± 95% CI)": format_mean_ci(g[m], 2 if m == "r_ab" else 4) for m in METRICS}}
-            for g in groups]
+    """One row per group: objective, seeds, mean ± 95 % CI of clean accuracy, of the worst case at
+    every ε any group has one (groups from ``add_worst_case``; "not evaluated" where some seed lacks
+    it) and what it is over, then macro F1 and r_AB."""
+    grid = sorted({e for g in groups for e in g.get("worst_case", {}).get("eps", [])})
+    rows = []
+    for g in groups:
+        cells = {f"{METRIC_LABELS[m]} (mean ± 95% CI)": format_mean_ci(g[m], 2 if m == "r_ab" else 4) for m in METRICS}
+        row = {"objective": g["objective"].upper(), "seeds": ", ".join(map(str, g["seeds"])), "n": len(g["seeds"])}
+        row["clean accuracy (mean ± 95% CI)"] = cells.pop("clean accuracy (mean ± 95% CI)")
+        if "worst_case" in g:  # the headline robust accuracy, next to the clean one
+            mixed = g["worst_case"]["samples"] is None and not g["worst_case"]["missing"]
+            for e in grid:
+                metric = worst_case_metric(e)
+                row[f"{metric} (mean ± 95% CI)"] = (format_mean_ci(g[metric]) if e in g["worst_case"]["eps"] else
+                                                    "n/a: different test samples" if mixed else "not evaluated")
+            row["worst case evaluated on"] = g["worst_case"]["source"]
+        rows.append({**row, **cells})
+    return rows
 
 
 def comparison_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -236,9 +321,14 @@ def comparison_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def seed_summary(records: Iterable[dict[str, Any]], baseline: str = "ce") -> dict[str, Any]:
+def seed_summary(records: Iterable[dict[str, Any]], baseline: str = "ce", store=None) -> dict[str, Any]:
     """What the Start and Train pages show for the runs of several seeds: ``{"groups": summary_rows,
     "comparisons": comparison_rows}`` (comparisons empty unless the baseline and another objective
-    are among the runs)."""
+    are among the runs). With ``store``, the groups add the cached worst case per ε and the
+    comparisons its paired verdicts (``add_worst_case``, ``worst_case_comparisons``)."""
     groups = seed_groups(records)
-    return {"groups": summary_rows(groups), "comparisons": comparison_rows(comparisons(groups, baseline=baseline))}
+    rows = comparisons(groups, baseline=baseline)
+    if store is not None:
+        add_worst_case(groups, store)
+        rows += worst_case_comparisons(groups, baseline)
+    return {"groups": summary_rows(groups), "comparisons": comparison_rows(rows)}

@@ -9,6 +9,8 @@ from scipy import stats
 from engine.groups import (HIGHER, LOWER, NO_SEED, NOISE, ONE_SEED, comparisons, mean_ci, paired_difference,
                            parse_seeds, seed_groups, seed_summary)
 from engine.objectives import ConfigError
+from engine.report import NOT_EVALUATED
+from engine.robustness import accuracy_settings, result_key
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10, 30])
@@ -134,6 +136,83 @@ def test_seed_summary_tables():
     assert seed_summary([r for r in RECORDS if r["objective"] == "ce"])["comparisons"] == []
 
 
+def cache_outcomes(store, run_id, correct, survived, samples=None, seed=0):
+    """Hand-made cache entries as engine.robustness writes them: the clean decisions ("1" = right) and,
+    per (attack, ε), which of the clean-correct samples the attack left right (attacked = clean-correct)."""
+    samples = samples or len(correct)
+    store.put_result(result_key(run_id, "clean", {"samples": samples}),
+                     {"kind": "clean", "run_id": run_id, "samples": samples, "correct": correct,
+                      "accuracy": correct.count("1") / samples, "created": 0.0})
+    for (attack, eps), alive in survived.items():
+        settings = accuracy_settings(attack, {"steps": 3}, eps, samples, seed)
+        store.put_result(result_key(run_id, "outcome", settings),
+                         {"kind": "outcome", "run_id": run_id, **settings, "attacked": correct, "survived": alive,
+                          "seconds": 0.0, "created": 0.0})
+
+
+def alive(k, n=10):
+    """The first k of n samples survive."""
+    return "1" * k + "0" * (n - k)
+
+
+def test_seed_summary_adds_the_worst_case_per_eps_with_its_ci_and_paired_verdicts(store):
+    every = "1" * 10
+    # CE 0.2, 0.3, 0.4 at ε 0.1; c2 has nothing at ε 0.2, so CE's group has no mean there
+    for run, k in (("c0", 2), ("c1", 3), ("c2", 4)):
+        cache_outcomes(store, run, every, {("pgd", 0.1): alive(k), **({("pgd", 0.2): alive(1)} if run != "c2" else {})})
+    # GCCS 0.5, 0.7, 0.6 at ε 0.1; g0's is the per-sample union of two attacks (pgd alone: 0.6)
+    cache_outcomes(store, "g0", every, {("pgd", 0.1): alive(6), ("fgsm", 0.1): "1111101111", ("pgd", 0.2): alive(2)})
+    cache_outcomes(store, "g1", every, {("pgd", 0.1): alive(7), ("pgd", 0.2): alive(3)})
+    cache_outcomes(store, "g2", every, {("pgd", 0.1): alive(6), ("pgd", 0.2): alive(4)})
+    # MMC: its two seeds on different test samples give no mean
+    mmc = [record("m0", "mmc", 0, 0.9), record("m1", "mmc", 1, 0.9)]
+    cache_outcomes(store, "m0", every, {("pgd", 0.1): alive(5)})
+    cache_outcomes(store, "m1", every * 2, {("pgd", 0.1): alive(5, 20)})
+    # g0-lam (its own group) has no cached worst case at all
+
+    summary = seed_summary(RECORDS[:7] + mmc, store=store)
+    rows = {(r["objective"], r["seeds"]): r for r in summary["groups"]}
+    ce, gccs = rows[("CE", "0, 1, 2")], rows[("GCCS", "0, 1, 2")]
+    assert list(ce)[:7] == ["objective", "seeds", "n", "clean accuracy (mean ± 95% CI)",
+                            "worst case @ ε 0.1 (mean ± 95% CI)", "worst case @ ε 0.2 (mean ± 95% CI)",
+                            "worst case evaluated on"]
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)  # sd 0.1 of three seeds
+    assert ce["worst case @ ε 0.1 (mean ± 95% CI)"] == f"{0.3:.4f} ± {half:.4f}"
+    assert ce["worst case @ ε 0.2 (mean ± 95% CI)"] == "not evaluated"  # seed 2 has none there
+    assert ce["worst case evaluated on"] == ("worst case over 1 attack setting per seed; first 10 test images; "
+                                             "attack seed 0")
+    assert gccs["worst case @ ε 0.1 (mean ± 95% CI)"] == f"{0.6:.4f} ± {half:.4f}"  # 0.5 (the union), 0.7, 0.6
+    assert gccs["worst case @ ε 0.2 (mean ± 95% CI)"] == f"{0.3:.4f} ± {half:.4f}"
+    assert gccs["worst case evaluated on"].startswith("worst case over 1–2 attack settings per seed")
+    lam = rows[("GCCS", "0")]
+    assert lam["worst case @ ε 0.1 (mean ± 95% CI)"] == "not evaluated" and lam["worst case evaluated on"] == NOT_EVALUATED
+    mixed = rows[("MMC", "0, 1")]
+    assert mixed["worst case @ ε 0.1 (mean ± 95% CI)"] == "n/a: different test samples"
+    assert mixed["worst case evaluated on"].startswith("different test samples per seed (10, 20 images)")
+
+    # paired per seed, GCCS − CE at ε 0.1: 0.3, 0.4, 0.2; no row at ε 0.2 (CE's group has no mean there)
+    worst = [r for r in summary["comparisons"] if r["metric"].startswith("worst case")]
+    (row,) = [r for r in worst if r["comparison"] == "GCCS − CE"]
+    diffs = np.array([0.3, 0.4, 0.2])
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    assert row["metric"] == "worst case @ ε 0.1" and row["seeds"] == "0, 1, 2"
+    assert row["difference (mean ± 95% CI)"] == f"{diffs.mean():.4f} ± {half:.4f}"
+    assert diffs.mean() - half > 0 and row["verdict"] == HIGHER
+    assert len(worst) == 1  # g0-lam not evaluated, MMC on different samples: no worst-case verdict
+    # without the store, the tables are as before
+    assert not any("worst case" in k for r in seed_summary(RECORDS[:6])["groups"] for k in r)
+
+
+def test_seed_summary_worst_case_of_a_seed_not_evaluated(store):
+    cache_outcomes(store, "c0", "1" * 10, {("pgd", 0.1): alive(2)})
+    summary = seed_summary(RECORDS[:6], store=store)
+    ce, gccs = summary["groups"]
+    assert not any(k.startswith("worst case @") for k in ce)  # no group has a mean at any ε: no ε column
+    assert ce["worst case evaluated on"].startswith("not evaluated for seeds 1, 2: run the robust suite")
+    assert gccs["worst case evaluated on"] == NOT_EVALUATED
+    assert not any(r["metric"].startswith("worst case") for r in summary["comparisons"])
+
+
 @pytest.mark.slow
 def test_cli_trains_every_seed_and_reports_groups_and_verdicts(tmp_path):
     from tests.test_cli import cli
@@ -200,6 +279,7 @@ def test_start_page_summarises_the_seeds_once_all_are_stored():
     summary = table(at, "clean accuracy (mean ± 95% CI)")
     assert list(summary["objective"]) == ["CE", "GCCS"] and list(summary["seeds"]) == ["3, 4", "3, 4"]
     assert all(" ± " in v for v in summary["clean accuracy (mean ± 95% CI)"])
+    assert list(summary["worst case evaluated on"]) == [NOT_EVALUATED] * 2  # nothing attacked yet
     verdicts = table(at, "verdict")
     assert list(verdicts["comparison"]) == ["GCCS − CE"] * 3
     assert set(verdicts["verdict"]) <= {HIGHER, LOWER, NOISE}

@@ -1,4 +1,5 @@
-"""The jobs of several seeds: their progress, then mean ± 95 % CI per objective and paired verdicts.
+"""The jobs of several seeds: their progress, then mean ± 95 % CI per objective (clean accuracy, the
+cached worst case per ε, macro F1, r_AB) and paired verdicts.
 
 One training job per seed; the page follows the first one live (ui.widgets.comparison_view) and this
 lists the others, then, once every job has finished, the tables of engine.groups.seed_summary over
@@ -38,8 +39,11 @@ def seed_jobs_view(job_ids: list[str], key: str, baseline: str = "ce") -> None:
         records = [store.get_run(r) for r in run_ids if store.has_run(r)]
         if not records:
             return
-        summary = seed_summary(records, baseline=baseline)
+        summary = seed_summary(records, baseline=baseline, store=store)
         st.markdown("**Over the seeds: mean ± 95 % CI (Student t)**")
+        st.caption("The worst case at each ε is the per-sample worst case over every ℓ∞ attack cached for each seed, "
+                   "averaged only where every seed of the group has one on the same test samples; a seed without "
+                   "one makes it *not evaluated* (the robust suite on the Robustness page evaluates it).")
         st.dataframe(summary["groups"], hide_index=True, key=f"{key}-seed-summary")
         if summary["comparisons"]:
             st.markdown(f"**Paired per seed against {baseline.upper()}**: the difference's 95 % CI entirely "
