@@ -174,11 +174,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
                                      seed=args.seed, force=args.force)
         accuracy.append(result["accuracy"])
         cached.append(hit)
-        print(f"[{args.attack}] ε = {e:g}: accuracy {result['accuracy']:.4f}{' (cached)' if hit else ''}",
+        print(f"[{args.attack}] ε = {e:g}: accuracy alone {result['accuracy']:.4f} (an upper bound)"
+              f"{' (cached)' if hit else ''}",
               file=sys.stderr, flush=True)
     print(json.dumps({"run_id": args.run_id, "objective": record["objective"], "attack": args.attack,
                       "params": params, "eps": eps, "accuracy": accuracy, "cached": cached, "samples": n,
                       "seed": args.seed, "seconds": time.perf_counter() - started,
+                      "note": "one attack alone: an upper bound on the robust accuracy; the headline is the "
+                              "per-sample worst case of `python -m engine evaluate RUN --suite robust`",
                       "warnings": sanity_warnings(eps, accuracy, args.attack)},
                      indent=2, ensure_ascii=False))
     return 0

@@ -206,10 +206,14 @@ def store_accuracy(store, run_id: str, attack: str, params: dict[str, Any], eps:
                    accuracy: float, seconds: float = 0.0) -> dict[str, Any]:
     """Store (and return) the summary entry of one attack's accuracy alone at one ε."""
     settings = accuracy_settings(attack, params, eps, samples, seed)
+    key = result_key(run_id, "accuracy", settings)
+    known = None if store is None else store.get_result(key)
+    if isinstance(known, dict) and known.get("accuracy") == float(accuracy):
+        return known  # unchanged: keep the entry and the seconds it took
     result = {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": float(accuracy), "seconds": seconds,
               "created": time.time()}
     if store is not None:
-        store.put_result(result_key(run_id, "accuracy", settings), result)
+        store.put_result(key, result)
     return result
 
 

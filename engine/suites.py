@@ -165,9 +165,11 @@ def suite_job(store, run_ids: list[str], suite: str, samples: int | None = None,
         for run_id in run_ids:
             model, objective, _ = loaded[run_id]
 
-            def progress(n: int, of: int, base=done) -> None:  # within a point: the share of its current attack
+            def progress(n: int, of: int, base=done, peak=[0.0]) -> None:
+                # within a point, the share of its current attack; never moving back when the next starts
+                peak[0] = max(peak[0], min(n / max(of, 1), 0.99))
                 elapsed = time.perf_counter() - started
-                emit({"type": "sweep-progress", "done": base + min(n / max(of, 1), 0.99), "total": points,
+                emit({"type": "sweep-progress", "done": base + peak[0], "total": points,
                       "eta": elapsed / base * (points - base) if base else None})
 
             try:
@@ -238,7 +240,9 @@ def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str
     finding. With ``store``, every ℓ∞ chart also gets, per run and seed, the bold worst-case line
     (``worst_case: True``): the per-sample worst case over every ℓ∞ attack cached for the run on these
     samples (``engine.robustness.cached_worst_case``); single attacks are upper bounds on it. A chart
-    "worst case" with only those lines comes first, with the worst-case checks as its warnings.
+    "worst case" with only those lines comes first, with the worst-case checks as its warnings, and
+    in ``groups`` the mean ± 95 % CI per ε of the runs among them that differ only by seed
+    (``_group_lines``; empty when there are none).
 
     ``results``: accuracy result dicts (cached and live, duplicates allowed); ``records``: the runs.
     """
@@ -315,7 +319,7 @@ def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str
         if lines:
             headline.append({"attack": WORST_CASE, "samples": samples, "title": "Worst case over every attack tried",
                              "axis": "ℓ∞ ε (pixel units, [0, 1])", "lines": lines, "warnings": warnings,
-                             "shared_params": True})
+                             "shared_params": True, "groups": _group_lines(lines, records)})
     return headline + out
 
 
@@ -326,3 +330,32 @@ def _worst_line(record: dict[str, Any], run_id: str, seed: int, points: dict[flo
             "adversarially_trained": record["settings"].get("adv_attack", "none") != "none",
             "eps": eps, "accuracy": [points[e]["accuracy"] for e in eps],
             "attacks": [points[e]["attacks"] for e in eps]}
+
+
+def _group_lines(lines: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The seed groups among a worst-case chart's lines: runs that differ only by their training seed
+    (``engine.groups.group_key``) and were attacked with the same seed, with the mean and the 95 %
+    Student-t half-width over their worst cases at each ε (``engine.groups.mean_ci``).
+
+    Only ε where every run of the group has a worst case count, and a group needs ≥ 2 runs: a mean
+    over some of the seeds would not be the mean of the seeds it names. Each group: ``{"group": True,
+    "key", "objective", "run_ids", "seeds" (training seeds), "attack_seed", "adversarially_trained",
+    "eps", "mean", "ci95"}``, runs ordered by seed, groups by objective then key."""
+    from .groups import group_key, mean_ci
+
+    members: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for line in lines:
+        members.setdefault((group_key(records[line["run_id"]]), line["seed"]), []).append(line)
+    groups = []
+    for (key, attack_seed), group in members.items():
+        group.sort(key=lambda l: records[l["run_id"]]["settings"]["seed"])
+        eps = sorted(set.intersection(*(set(l["eps"]) for l in group)))
+        if len(group) < 2 or not eps:
+            continue
+        at = [mean_ci(l["accuracy"][l["eps"].index(e)] for l in group) for e in eps]
+        groups.append({"group": True, "key": key, "objective": group[0]["objective"],
+                       "run_ids": [l["run_id"] for l in group],
+                       "seeds": [records[l["run_id"]]["settings"]["seed"] for l in group], "attack_seed": attack_seed,
+                       "adversarially_trained": group[0]["adversarially_trained"], "eps": eps,
+                       "mean": [p["mean"] for p in at], "ci95": [p["ci95"] for p in at]})
+    return sorted(groups, key=lambda g: (g["objective"], g["key"], g["attack_seed"]))
