@@ -109,6 +109,9 @@ def charts():
     for i, chart in enumerate(figures):
         plotly_chart(robustness_figure(chart), f"robustness-{chart['attack']}-{chart['samples']}",
                      key=f"robustness-chart-{i}")
+        if chart.get("groups"):
+            st.caption("Runs that differ only by seed: the bold line is their mean, the band its 95 % CI (Student t) "
+                       "over the seeds, at the ε every seed was evaluated at; each seed's own worst case is faint.")
         for warning in chart["warnings"]:
             st.warning(warning, icon=":material/warning:")
     if active and all(job.status in FINISHED for job in jobs):

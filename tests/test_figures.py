@@ -1,5 +1,6 @@
 """The plotly figures: what they draw, from hand-made histories and latents."""
 import numpy as np
+import pytest
 
 from ui.figures import (accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
                         simplex_figure)
@@ -95,3 +96,33 @@ def test_robustness_figure_does_not_call_a_natural_corruption_an_upper_bound():
              "lines": [_line("ce-e5f6a7b8", "rotation", [0, 10], [0.9, 0.8])], "warnings": []}
     (line,) = robustness_figure(chart).data
     assert line.legendgrouptitle.text == CORRUPTION_GROUP and "upper bound" not in line.hovertemplate
+
+
+def test_robustness_figure_draws_a_seed_group_as_a_bold_mean_with_a_band():
+    from ui.figures import WORST_CASE_GROUP, robustness_figure
+
+    seeds = [_line("ce-c0c0c0c0", "worst case", [0, 0.1], [0.9, 0.2], worst_case=True, attacks=[0, 2]),
+             _line("ce-c1c1c1c1", "worst case", [0, 0.1], [0.95, 0.3], worst_case=True, attacks=[0, 2])]
+    alone = _line("gccs-a1b2c3d4", "worst case", [0, 0.1], [0.9, 0.5], worst_case=True, attacks=[0, 2])
+    group = {"group": True, "key": "k", "objective": "ce", "run_ids": ["c0c0c0c0", "c1c1c1c1"], "seeds": [0, 1],
+             "attack_seed": 0, "adversarially_trained": False, "eps": [0, 0.1], "mean": [0.925, 0.25],
+             "ci95": [0.3, 0.6]}
+    chart = {"attack": "worst case", "samples": 40, "title": "Worst case over every attack tried", "axis": "ε",
+             "shared_params": True, "warnings": [], "lines": [*seeds, alone], "groups": [group]}
+    fig = robustness_figure(chart)
+    first, second, gccs, band, mean = fig.data
+    # the group's mean: bold, in CE's colour, named for its seeds, hovering its CI
+    assert mean.name == "CE mean of 2 seeds · worst case" and mean.line.width == 4
+    assert list(mean.y) == [0.925, 0.25] and list(mean.customdata) == [0.3, 0.6]
+    assert mean.line.color == first.line.color == "#636efa"
+    # its band: mean ± ci95, along the upper edge and back along the lower one, translucent CE blue
+    assert band.fill == "toself" and band.showlegend is False and band.fillcolor == "rgba(99, 110, 250, 0.2)"
+    assert list(band.x) == [0, 0.1, 0.1, 0] and list(band.y) == pytest.approx([1.225, 0.85, -0.35, 0.625])
+    # the seeds stay visible but thin and faint, in the group's legend group; a lone run stays bold
+    for seed in (first, second):
+        assert seed.line.width == 1.5 and seed.opacity == 0.35 and seed.legendgroup == mean.legendgroup == band.legendgroup
+    assert mean.legendgrouptitle.text == first.legendgrouptitle.text == \
+        "CE, seeds 0, 1: mean ± 95 % CI (Student t) of the worst case"
+    assert gccs.line.width == 4 and gccs.opacity is None and gccs.legendgrouptitle.text == WORST_CASE_GROUP
+    # without groups the same lines are all bold
+    assert all(t.line.width == 4 for t in robustness_figure({**chart, "groups": []}).data)

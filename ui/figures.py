@@ -147,7 +147,9 @@ CORRUPTION_GROUP = "one natural corruption (not an attack)"
 def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
     """Accuracy vs ε of one attack (``engine.suites.robustness_charts``): one line per run, colour per
     objective. The per-sample worst case over every attack tried (``worst_case`` lines) is bold; each attack
-    alone is a thin line, grouped in the legend as an upper bound on it. Adversarially trained runs
+    alone is a thin line, grouped in the legend as an upper bound on it. A seed group (``chart["groups"]``:
+    runs that differ only by seed) is a bold mean line with a translucent band of its 95 % CI, and
+    the worst-case lines of its seeds turn thin and faint beside it. Adversarially trained runs
     dashed; an adaptive attack drawn in its run's colour with open diamonds and a dotted line, so
     standard and adaptive results of a run read as a pair."""
     from engine.attacks import ATTACKS
@@ -158,6 +160,10 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
     seeds: dict[str, set] = {}
     for line in chart["lines"]:
         seeds.setdefault(line["run_id"], set()).add(line["seed"])
+    groups = chart.get("groups", [])
+    # the worst-case lines a group's mean stands for: (run, attack seed) -> the group's legend group and title
+    in_group = {(run_id, g["attack_seed"]): (f"group-{i}", _group_title(g)) for i, g in enumerate(groups)
+                for run_id in g["run_ids"]}
     for line in chart["lines"]:
         colour = colours.setdefault(line["run_id"], colour_of(line["objective"], len(colours)))
         name = f"{line['objective'].upper()} ({line['run_id'][:6]})"
@@ -170,11 +176,15 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
             # how many attack settings each point is the worst case over (ε = 0 is the clean accuracy)
             over = [("clean accuracy" if n == 0 else f"over {n} attack setting{'s' * (n != 1)}" if n else "")
                     for n in line.get("attacks", [None] * len(line["eps"]))]
+            dash = "dash" if line["adversarially_trained"] else "solid"
+            grouped = in_group.get((line["run_id"], line["seed"]))
+            style = dict(legendgroup="worst", legendgrouptitle_text=WORST_CASE_GROUP,
+                         line=dict(color=colour, dash=dash, width=4), marker=dict(symbol="circle", size=8))
+            if grouped is not None:  # its group's mean is the bold line; the seed stays visible, faint
+                style = dict(legendgroup=grouped[0], legendgrouptitle_text=grouped[1], opacity=0.35,
+                             line=dict(color=colour, dash=dash, width=1.5), marker=dict(symbol="circle", size=5))
             fig.add_trace(go.Scatter(
-                x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name, customdata=over,
-                legendgroup="worst", legendgrouptitle_text=WORST_CASE_GROUP,
-                line=dict(color=colour, dash="dash" if line["adversarially_trained"] else "solid", width=4),
-                marker=dict(symbol="circle", size=8),
+                x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name, customdata=over, **style,
                 hovertemplate=f"{name}<br>ε %{{x:g}}<br>worst case %{{y:.4f}} (%{{customdata}})<extra></extra>"))
             continue
         dash = ("dashdot" if line["adaptive"] else "dash") if line["adversarially_trained"] else \
@@ -191,6 +201,9 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
             line=dict(color=colour, dash=dash, width=1.5),
             marker=dict(symbol="diamond-open" if line["adaptive"] else "circle", size=7 if line["adaptive"] else 5),
             hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<br>{group}<extra></extra>"))
+    for i, group in enumerate(groups):
+        _group_traces(fig, group, f"group-{i}", colour_of(group["objective"], i),
+                      several_attack_seeds=sum(g["key"] == group["key"] for g in groups) > 1)
     if chart["attack"] == WORST_CASE:
         title = f"Worst case over every attack tried · {chart['samples']} test samples"
     else:
@@ -203,6 +216,43 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
                       yaxis_range=[-0.02, 1.02], legend=dict(font_size=10, groupclick="toggleitem"),
                       hovermode="closest")
     return fig
+
+
+def _translucent(colour: str, alpha: float) -> str:
+    """``#rrggbb`` as ``rgba(r, g, b, alpha)``: a band in the line's own colour that the lines show through."""
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def _group_title(group: dict) -> str:
+    """The legend title over a seed group's mean, band and faint seed lines."""
+    return (f"{group['objective'].upper()}, seeds {', '.join(map(str, group['seeds']))}: "
+            "mean ± 95 % CI (Student t) of the worst case")
+
+
+def _group_traces(fig: go.Figure, group: dict, legendgroup: str, colour: str, several_attack_seeds: bool) -> None:
+    """One seed group of ``engine.suites.robustness_charts``: its 95 % CI as a translucent band, then
+    its mean bold on top, both in one legend group with the faint lines of its seeds."""
+    n = len(group["run_ids"])
+    name = f"{group['objective'].upper()} mean of {n} seeds"
+    if several_attack_seeds:  # the same runs attacked with several seeds: tell the means apart
+        name += f" · attack seed {group['attack_seed']}"
+    name += " · worst case"
+    upper = [m + c for m, c in zip(group["mean"], group["ci95"])]
+    lower = [m - c for m, c in zip(group["mean"], group["ci95"])]
+    # the band: along the upper edge and back along the lower one, filled inside
+    fig.add_trace(go.Scatter(
+        x=group["eps"] + group["eps"][::-1], y=upper + lower[::-1], mode="lines", fill="toself",
+        fillcolor=_translucent(colour, 0.2), line=dict(width=0), hoverinfo="skip", showlegend=False,
+        name=f"{name} · 95 % CI", legendgroup=legendgroup))
+    seeds = ", ".join(map(str, group["seeds"]))
+    fig.add_trace(go.Scatter(
+        x=group["eps"], y=group["mean"], mode="lines+markers", name=name, customdata=group["ci95"],
+        legendgroup=legendgroup, legendgrouptitle_text=_group_title(group),
+        line=dict(color=colour, dash="dash" if group["adversarially_trained"] else "solid", width=4),
+        marker=dict(symbol="circle", size=8),
+        hovertemplate=f"{name}<br>ε %{{x:g}}<br>mean %{{y:.4f}} ± %{{customdata:.4f}} "
+                      f"(95 % CI, Student t, seeds {seeds})<extra></extra>"))
 
 
 # --- latents under attack ----------------------------------------------------------------------------
