@@ -12,7 +12,7 @@ from engine.objectives import ConfigError
 from engine.train import TrainingFailed
 from ui.export import table_downloads
 from ui.state import get_manager, get_store
-from ui.widgets import CHART_REFRESH_S, run_label
+from ui.widgets import CHART_REFRESH_S, attack_param_inputs, run_label
 
 KEPT_GALLERIES = 4  # galleries kept per session, so going back to earlier settings is instant
 TILE_PX = 112  # images are enlarged to about this width and drawn at exactly their size (a long caption
@@ -54,21 +54,8 @@ else:
                               key=f"examples-eps-{dataset}-{attack}", help=budget.label)
 seed = right.number_input("seed", min_value=0, value=0, step=1, key="examples-seed",
                           help="Seeds the attack's random start (the same for every run).")
-raw = {}
-if ATTACKS[attack].params:
-    columns = st.columns(len(ATTACKS[attack].params) + 1)
-    for column, param in zip(columns, ATTACKS[attack].params):
-        key = f"examples-{attack}-{param.name}"
-        if param.choices is not None:
-            raw[param.name] = column.selectbox(param.name, param.choices, help=param.help, key=key,
-                                               index=param.choices.index(param.default))
-        elif isinstance(param.default, bool):
-            raw[param.name] = column.checkbox(param.name, value=param.default, help=param.help, key=key)
-        elif isinstance(param.default, int):
-            raw[param.name] = column.number_input(param.name, value=param.default, step=1, help=param.help, key=key)
-        else:
-            raw[param.name] = column.number_input(param.name, value=float(param.default), format="%g",
-                                                  help=param.help, key=key)
+# the gallery shows one run of the attack, so restarts (refused above 1) get no input
+raw = attack_param_inputs(attack, key="examples", exclude=("restarts",))
 
 how = st.radio("images", ["from different classes", "by test index"], horizontal=True, key="examples-how")
 which, _ = st.columns([1, 2])

@@ -73,7 +73,7 @@ else:
     samples = int(c3.number_input("points", min_value=10, max_value=100_000,
                                   value=min(int(first["settings"]["latent_samples"]), 1000), step=100,
                                   help="The run's fixed test subset (the points above), cut to this size."))
-    raw = attack_param_inputs(attack, key="shift")
+    raw = attack_param_inputs(attack, key="shift", exclude=("restarts",))  # one run of the attack is shown
     try:
         params = attack_params(attack, raw)
     except ConfigError as exc:

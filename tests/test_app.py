@@ -315,6 +315,9 @@ def test_latent_page_draws_stored_runs_under_attack():
     at.run()
     at.text_input(key="shift-eps-pgd").set_value("0.1, 0.2")
     at.run()
+    # one run of the attack is shown, so restarts (refused above 1) have no input; PGD's steps do
+    labels = {n.label for n in at.number_input}
+    assert "steps" in labels and "restarts" not in labels
     button(at, "Compute latents under attack").click()
     at = run_until(at, lambda a: any(s.label == "ε" for s in a.select_slider)
                    and len([m for m in a.metric if m.label.startswith("accuracy at")]) == 2, timeout=120)

@@ -93,14 +93,17 @@ def param_input(objective: type[Objective] | str, param: Param, key: str, preset
     return st.number_input(label, value=float(value), format="%g", help=help_text, key=key)
 
 
-def attack_param_inputs(attack: str, key: str) -> dict[str, Any]:
-    """One input per parameter of a registry attack, four to a row, prefilled with the paper defaults."""
+def attack_param_inputs(attack: str, key: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One input per parameter of a registry attack, four to a row, prefilled with the paper defaults.
+    Parameters named in ``exclude`` get no input (and no value: the engine's default applies), e.g.
+    restarts where a page shows one run of the attack and the engine refuses more."""
     from engine.attacks import ATTACKS
 
     spec, values = ATTACKS[attack], {}
-    if spec.params:
-        cols = st.columns(min(len(spec.params), 4))
-        for i, param in enumerate(spec.params):
+    params = [p for p in spec.params if p.name not in exclude]
+    if params:
+        cols = st.columns(min(len(params), 4))
+        for i, param in enumerate(params):
             with cols[i % len(cols)]:
                 values[param.name] = param_input(spec.title, param, key=f"{key}-{attack}-{param.name}")
     return values
