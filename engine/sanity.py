@@ -111,9 +111,10 @@ def worst_case_warnings(eps: list[float], worst: list[float], alone: dict[str, d
         gaps = {e: a - at[e] for e, a in curve.items() if e in at and e > 0 and a - at[e] > 0.05}
         if gaps:
             e_max = max(gaps, key=gaps.get)
+            where = "" if len(gaps) == 1 else f"at {_where(list(gaps), [e for e in eps if e > 0])}; "
             out.append(f"{attack} alone overstates {name}'s robustness by up to {100 * gaps[e_max]:.0f} points "
-                       f"(at {_where(list(gaps), [e for e in eps if e > 0])}; at ε = {e_max:g} it reads "
-                       f"{curve[e_max]:.3f}, the worst case {at[e_max]:.3f}): one attack is an upper bound")
+                       f"({where}at ε = {e_max:g} it reads {curve[e_max]:.3f}, the worst case {at[e_max]:.3f}): "
+                       "one attack is an upper bound")
     adaptive = next((a for a in alone if a.split(" ")[0] == "adaptive-pgd"), None)
     if adaptive is not None:
         weaker = []
@@ -123,9 +124,9 @@ def worst_case_warnings(eps: list[float], worst: list[float], alone: dict[str, d
                       and a > alone[other][e] + 0.02]
                 if es:
                     e = max(es, key=lambda e: alone[adaptive][e] - alone[other][e])
-                    weaker.append(f"{other} {alone[other][e]:.3f} vs {alone[adaptive][e]:.3f} at ε = {e:g}")
+                    weaker.append(f"{other} ({alone[adaptive][e]:.3f} vs {alone[other][e]:.3f} at ε = {e:g})")
         if weaker:
-            out.append(f"{adaptive} is weaker than {'; '.join(weaker)}: this adaptive objective is not this "
+            out.append(f"{adaptive} is weaker than {' and '.join(weaker)}: this adaptive objective is not this "
                        "model's strongest attack (the worst case does not rely on it)")
     big = max(eps)
     if big >= 0.3 and at[big] > 0.1:

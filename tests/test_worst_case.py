@@ -112,7 +112,8 @@ def test_worst_case_sanity_checks_fire_on_dishonest_numbers_and_stay_quiet_on_ho
     overstated = [m for m in masked if "alone overstates" in m]
     assert len(overstated) == 2  # pgd and adaptive-pgd: one line per attack, not one per ε
     assert overstated[0].startswith("pgd alone overstates MMC's robustness by up to 73 points (at ε ≥ 0.1;")
-    assert any("adaptive-pgd is weaker than" in m and "not this model's strongest attack" in m for m in masked)
+    assert any(m.startswith("adaptive-pgd is weaker than margin-pgd (0.536 vs 0.430 at ε = 0.1):")
+               and "not this model's strongest attack" in m for m in masked)
     stuck = worst_case_warnings([0.0, 0.3], [0.99, 0.5], {}, "gccs")
     assert len(stuck) == 1 and "still 0.500 at ε = 0.3" in stuck[0]
 
@@ -120,12 +121,13 @@ def test_worst_case_sanity_checks_fire_on_dishonest_numbers_and_stay_quiet_on_ho
 def test_the_robust_suite_is_a_cascade_with_adaptive_members_and_restarts():
     robust = SUITES["robust"]
     names = [a for a, _, _ in robust.members]
-    assert robust.cascade and names[:3] == ["apgd-ce", "adaptive-pgd", "margin-pgd"]
+    assert robust.cascade and names[:3] == ["apgd-ce", "adaptive-pgd", "margin-pgd"] and "apgd-dlr" in names
     assert {"apgd-t", "fab-t", "square"} <= set(names)
     params = {a: p for a, p, _ in robust.members}
     assert params["adaptive-pgd"]["steps"] >= 50 and params["adaptive-pgd"]["restarts"] >= 2
     assert params["margin-pgd"]["steps"] >= 50 and params["margin-pgd"]["restarts"] >= 2
     assert params["square"]["queries"] == 5000
+    assert params["apgd-ce"]["steps"] == params["apgd-t"]["steps"] == params["apgd-dlr"]["steps"] == 100
 
 
 def test_suite_job_reports_the_worst_case_per_run_and_eps(runs):
