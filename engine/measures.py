@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .attacks import attack_params, build_attack
+from .attacks import attack_params, build_attack, single_run_params
 from .config import settings_hash
 from .objectives import ConfigError
 from .rng import private_rng
@@ -252,7 +252,7 @@ def transfer_matrix(runs: Mapping[str, Sequence] | Sequence[Sequence], x: torch.
     for name in sources + targets:
         if name not in pairs:
             raise ConfigError(f"transfer: no run named {name!r}; runs: {', '.join(pairs)}")
-    params = attack_params(attack, params or {})
+    params = single_run_params(attack, params or {}, "the transfer matrix")
     _eval(*pairs.values())
     batches = -(-len(x) // batch_size)
     total, done = len(sources) * batches, 0
@@ -388,7 +388,8 @@ register(Measure("spsa-grid", "SPSA accuracy over iterations × perturbation sam
 # transfer: one row per substitute run, classified by every chosen run
 def _transfer_validate(settings: dict[str, Any]) -> dict[str, Any]:
     settings = dict(settings)
-    settings["params"] = attack_params(settings.get("attack", "pgd"), settings.get("params") or {})
+    settings["params"] = single_run_params(settings.get("attack", "pgd"), settings.get("params") or {},
+                                           "the transfer matrix")
     settings["attack"] = settings.get("attack", "pgd")
     settings["eps"] = validate_eps(settings["attack"], [settings.get("eps", 0.1)])[0]
     return settings

@@ -121,12 +121,14 @@ def test_worst_case_sanity_checks_fire_on_dishonest_numbers_and_stay_quiet_on_ho
 def test_the_robust_suite_is_a_cascade_with_adaptive_members_and_restarts():
     robust = SUITES["robust"]
     names = [a for a, _, _ in robust.members]
-    assert robust.cascade and names[:3] == ["apgd-ce", "adaptive-pgd", "margin-pgd"] and "apgd-dlr" in names
-    assert {"apgd-t", "fab-t", "square"} <= set(names)
+    # AutoAttack and the adaptive attacks alone, on every clean-correct sample: the worst case is below each
+    assert robust.cascade and names[:3] == ["autoattack", "adaptive-pgd", "margin-pgd"]
+    assert {"autoattack", "adaptive-pgd", "margin-pgd", "apgd-ce"} == set(robust.alone)
+    assert {"apgd-dlr", "apgd-t"} <= set(names)
     params = {a: p for a, p, _ in robust.members}
     assert params["adaptive-pgd"]["steps"] >= 50 and params["adaptive-pgd"]["restarts"] >= 2
     assert params["margin-pgd"]["steps"] >= 50 and params["margin-pgd"]["restarts"] >= 2
-    assert params["square"]["queries"] == 5000
+    assert params["autoattack"] == {"steps": 100, "queries": 5000}
     assert params["apgd-ce"]["steps"] == params["apgd-t"]["steps"] == params["apgd-dlr"]["steps"] == 100
 
 
@@ -171,14 +173,14 @@ def test_command_line_evaluate_groups_seeds_and_compares_the_worst_case(tmp_path
                      "--threads", "1")
     run_ids = [r["run_id"] for r in trained["runs"]]
     assert len(run_ids) == 4
-    out = engine("evaluate", *run_ids, "--eps", "0.05,0.1", "--samples", "30", "--quiet", "--threads", "1",
+    out = engine("evaluate", *run_ids, "--eps", "0.1,0.3", "--samples", "30", "--quiet", "--threads", "1",
                  "--batch-size", "16")
     assert out["suite"] == "robust" and set(out["worst_case"]) == set(run_ids)
     for row in out["worst_case"].values():
-        assert row["eps"] == [0.05, 0.1] and set(row["broken_by"]) >= {"apgd-ce", "adaptive-pgd", "square"}
+        assert row["eps"] == [0.1, 0.3] and set(row["broken_by"]) >= {"autoattack", "adaptive-pgd", "apgd-dlr"}
     groups = {g["objective"]: g for g in out["groups"]}
     assert groups["ce"]["seeds"] == [0, 1] and groups["ce"]["worst_case"]["0.1"]["n"] == 2
-    ce = [out["worst_case"][r]["accuracy"][1] for r in groups["ce"]["run_ids"]]
+    ce = [out["worst_case"][r]["accuracy"][0] for r in groups["ce"]["run_ids"]]
     assert groups["ce"]["worst_case"]["0.1"]["mean"] == pytest.approx(sum(ce) / 2)
     verdicts = [c for c in out["comparisons"] if c["metric"] == "robust@0.1"]
     assert len(verdicts) == 1 and verdicts[0]["objective"] == "gccs"
