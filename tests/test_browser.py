@@ -77,6 +77,20 @@ def wait_for(fn, timeout=120.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def texts(drv, css: str) -> list[str]:
+    """The texts of every element matching ``css``, read again if a rerun replaced them while reading
+    (a live fragment redraws its charts; an element found before the redraw is then stale)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for _ in range(20):
+        try:
+            return [e.text for e in drv.find_elements(By.CSS_SELECTOR, css)]
+        except StaleElementReferenceException:
+            time.sleep(0.5)
+    raise AssertionError(f"the elements {css!r} kept being replaced")
+
+
 def assert_no_exception(drv):
     from selenium.webdriver.common.by import By
 
@@ -143,11 +157,11 @@ def test_robustness_sweep_and_latents_under_attack_in_a_real_browser(server, bro
     time.sleep(2)
     browser.save_screenshot(str(SHOTS / "robustness_page.png"))
     assert_no_exception(browser)
-    legend = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext"))
+    legend = " ".join(texts(browser, ".js-plotly-plot .legendtext"))
     assert "adaptive-pgd" in legend and "GCCS (" in legend and "CE (" in legend
     # the headline: the per-sample worst case over the three sweeps, bold, in a chart of its own first
     assert "· worst case" in legend
-    titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .gtitle")]
+    titles = texts(browser, ".js-plotly-plot .gtitle")
     assert titles and titles[0].startswith("Worst case over every attack tried"), titles
     assert "one attack alone: an upper bound" in browser.find_element(By.TAG_NAME, "body").text
 
