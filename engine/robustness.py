@@ -269,7 +269,8 @@ def worst_case_point(store, run_id: str, model, objective, x, y, members: list[t
 
     Returns {"eps", "accuracy" (share robust to every member), "broken_by" ({"clean": share wrong
     clean, member: share it broke first}), "alone" ({member: its accuracy alone, where known}),
-    "computed" (samples attacked by this call), "samples", "seed"}.
+    "computed" (samples attacked by this call), "samples", "seed", "robust" (the robust samples as a
+    0/1 string)}.
     """
     clean = clean_outcome(store, run_id, model, objective, x, y, force, batch_size)
     n = max(len(y), 1)
