@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -285,13 +286,31 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_THREADS = 256  # torch.set_num_threads far beyond the cores crashes the process (OpenMP)
+
+
+def bounded_int(lo: int, hi: int):
+    """An argparse type: an integer in lo … hi, else an error that names the flag and the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer in {lo} … {hi}; got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer in {lo} … {hi}; got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
 def add_evaluation_args(p: argparse.ArgumentParser, samples_default: int | None, progress: str | None) -> None:
     """The flags every command that evaluates stored runs shares (attack, evaluate, measure)."""
     samples_help = ("first N test samples (default: the whole test split)" if samples_default is None
                     else f"first N test samples (default {samples_default})")
-    p.add_argument("--samples", type=int, default=samples_default, help=samples_help)
-    p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--samples", type=bounded_int(1, 10_000_000), default=samples_default, help=samples_help)
+    p.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, help="seed of the random starts (default 0)")
+    p.add_argument("--threads", type=bounded_int(1, MAX_THREADS), help="torch CPU threads (default: torch's own)")
     p.add_argument("--data-dir", dest="data_dir")
     p.add_argument("--force", action="store_true", help="recompute even if cached")
     if progress:
@@ -343,7 +362,7 @@ def parser() -> argparse.ArgumentParser:
                    help="weight of the clean loss; the adversarial loss gets the rest (GCCS 0.5, MMC 0)")
     t.add_argument("--init-from", dest="init_from", metavar="RUN_ID",
                    help="fine-tune: start from the model weights of a stored run")
-    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
+    t.add_argument("--threads", type=bounded_int(1, MAX_THREADS), help="torch CPU threads (default: torch's own)")
     t.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
     t.add_argument("--download", action="store_true", help="download a torchvision dataset if missing")
     t.add_argument("--force", action="store_true", help="retrain even if the store has these settings")
@@ -397,6 +416,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    store = args.store or os.environ.get("SIMPLEX_STORE")
+    if store and os.path.exists(store) and not os.path.isdir(store):
+        where = "--store" if args.store else "$SIMPLEX_STORE"
+        print(f"error: {where}: {store!r} is a file; give a folder (it is created if missing)", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (ConfigError, DatasetUnavailable, TrainingFailed) as exc:

@@ -68,3 +68,26 @@ def test_separability_warning_is_reported(tmp_path):
     out = json.loads(cli("train", "--objective", "gccs", "--param", "mu_t=3", "--epochs", "1", "--quiet",
                          store=tmp_path).stdout)
     assert any("√(2K)" in w for w in out["warnings"])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["attack", "RUN", "--samples", "0"], ["--samples", "1 … 10000000", "got 0"]),
+    (["attack", "RUN", "--samples", "-5"], ["--samples", "got -5"]),
+    (["evaluate", "RUN", "--threads", "100000"], ["--threads", "1 … 256"]),
+    (["measure", "RUN", "--threads", "-1"], ["--threads", "got -1"]),
+    (["attack", "RUN", "--seed", "18446744073709551616"], ["--seed", "0 … 2147483647"]),
+    (["train", "--threads", "0"], ["--threads", "1 … 256"]),
+])
+def test_out_of_range_numbers_are_refused_with_the_flag_and_its_range(tmp_path, args, words):
+    proc = cli(*args, store=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert all(w in proc.stderr for w in words), proc.stderr
+
+
+def test_a_store_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "not-a-folder"
+    path.write_text("x")
+    proc = cli("--store", str(path), "runs", store=tmp_path, check=False)
+    assert proc.returncode == 2 and "is a file" in proc.stderr and "--store" in proc.stderr
+    proc = cli("runs", store=path, check=False)
+    assert proc.returncode == 2 and "$SIMPLEX_STORE" in proc.stderr and "Traceback" not in proc.stderr
