@@ -320,9 +320,11 @@ def test_latent_page_draws_stored_runs_under_attack():
     labels = {n.label for n in at.number_input}
     assert "steps" in labels and "restarts" not in labels
     button(at, "Compute latents under attack").click()
-    # both ε computed: the slider ends at 0.2 (it offers the ε computed so far)
-    at = run_until(at, lambda a: any(s.label == "ε" for s in a.select_slider)
-                   and len([m for m in a.metric if m.label.startswith("accuracy at ε = 0.2")]) == 2, timeout=180)
+    # both ε computed: the slider offers them (it keeps the ε it showed first, so move it to 0.2)
+    at = run_until(at, lambda a: any(s.label == "ε" and len(s.options) == 2 for s in a.select_slider)
+                   and len([m for m in a.metric if m.label.startswith("accuracy at")]) == 2, timeout=180)
+    next(s for s in at.select_slider if s.label == "ε").set_value(0.2)
+    at.run()
     alone = [m.label for m in at.metric if m.label.startswith("accuracy at")]
     assert alone == ["accuracy at ε = 0.2 (pgd alone: an upper bound)"] * 2
     (worst,) = [m for m in at.metric if m.label.startswith("worst case")]
