@@ -150,7 +150,7 @@ def test_robustness_sweep_and_latents_under_attack_in_a_real_browser(server, bro
     browser.get(server + "/robustness")
     _click_button(browser, "Run sweep")  # PGD-5 over the default ε grid, with adaptive and margin PGD paired
     sidebar = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebar"]'), what="sidebar")[0]
-    wait_for(lambda: sidebar.text.count("done in") >= 4, timeout=300, what="the three sweeps to finish")
+    wait_for(lambda: sidebar.text.count("done in") >= 4, timeout=600, what="the three sweeps to finish")
     wait_for(lambda: "margin-pgd" in browser.find_element(By.TAG_NAME, "body").text or
              len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext")) >= 6,
              what="the paired curves")
