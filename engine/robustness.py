@@ -223,14 +223,9 @@ def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: 
     """Accuracy under ``attack`` alone at ``eps`` without the store (ε = 0: the clean accuracy)."""
     from .attacks import attack_params
 
-    clean = correct_mask(model, objective, x, y, batch_size)
-    if eps <= 0:
-        return float(clean.float().mean())
-    params = attack_params(attack, params or {})
-    index = clean.nonzero().flatten()
-    survived = attack_survivors(model, objective, x[index], y[index], attack, eps, params, seed, batch_size,
-                                cancel, progress)
-    return float(survived.sum()) / max(len(y), 1)
+    result, _ = accuracy_point(None, "", model, objective, x, y, attack, attack_params(attack, params or {}), eps,
+                               seed, cancel=cancel, progress=progress, batch_size=batch_size)
+    return result["accuracy"]
 
 
 def cached_point(store, run_id: str, kind: str, settings: dict[str, Any], device, force: bool,
