@@ -58,7 +58,9 @@ def test_start_page_comparison_trains_and_draws_its_charts():
     at.number_input[0].set_value(3)
     at.text_input(key="start-seeds").set_value("0")  # one seed: the live view alone (several: test_groups)
     button(at, "Train CE vs GCCS").click()
-    at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all())
+    # the worst-case table appears once the job is done (the last epoch's row is drawn a moment before)
+    at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all()
+                   and any("evaluated on" in d.value.columns for d in a.dataframe))
     keys = [c.key for c in at.get("plotly_chart")]
     # accuracy + loss curves, the diagnostics, then a simplex and a 3-D view for each of CE and GCCS
     assert keys[:4] == ["start-acc", "start-loss", "start-diag-mean_dist_own_vertex", "start-diag-mean_norm_z"]
