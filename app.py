@@ -5,6 +5,7 @@ The pages live in pages/, one file each; the start page holds the one-click CE-v
 """
 import streamlit as st
 
+from ui.state import store_errors
 from ui.widgets import job_panel
 
 st.set_page_config(page_title="Simplex Workbench", page_icon=":material/change_history:", layout="wide")
@@ -18,6 +19,7 @@ PAGES = [
     st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
 ]
 page = st.navigation(PAGES)
-with st.sidebar:
-    job_panel()
-page.run()
+with store_errors():
+    with st.sidebar:
+        job_panel()
+    page.run()

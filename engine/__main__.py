@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from cache import RunStore
+from cache import RunStore, StoreError, problems_message
 
 from .config import (ADV_ATTACKS, ADV_LOSSES, DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec, TrainConfig,
                      preset_params, warnings_for)
@@ -124,11 +124,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(PRESET_NOTES[args.preset], file=sys.stderr)
     existing = {c.run_id(o) for c in configs for o in c.objectives if store.has_run(c.run_id(o))}
     records = []
-    for c in configs:
-        if len(configs) > 1 and not args.quiet:
-            print(f"seed {c.seed}:", file=sys.stderr, flush=True)
-        records += train_job(c, store, force=args.force, on_event=progress_printer(args.quiet), cancel=cancel,
-                             data_dir=args.data_dir, download=args.download)
+    try:
+        for c in configs:
+            if len(configs) > 1 and not args.quiet:
+                print(f"seed {c.seed}:", file=sys.stderr, flush=True)
+            records += train_job(c, store, force=args.force, on_event=progress_printer(args.quiet), cancel=cancel,
+                                 data_dir=args.data_dir, download=args.download)
+    except StoreError as exc:  # a full disk mid-job: say which runs are stored (they are intact) and which not
+        ids = [c.run_id(o) for c in configs for o in c.objectives]
+        stored = [r for r in ids if store.has_run(r)]
+        print(json.dumps({"error": str(exc), "stored": stored, "not_stored": [r for r in ids if r not in stored],
+                          "store": str(store.path)}, indent=2))
+        raise
     groups = seed_groups(records)
     names = {o.name for o in config.objectives}
     out = {"runs": [run_summary(r, r["run_id"] in existing and not args.force) for r in records],
@@ -282,8 +289,29 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
-    print(json.dumps([run_summary(r, True) | {"created": r["created"]} for r in store.list_runs()], indent=2, ensure_ascii=False))
+    records = store.list_runs()
+    if records.problems:
+        print(f"warning: {problems_message(records.problems)}", file=sys.stderr)
+    print(json.dumps([run_summary(r, True) | {"created": r["created"]} for r in records], indent=2, ensure_ascii=False))
     return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    """store check [--repair]: exit 0 when the store is clean (or was repaired), 1 when damage remains;
+    store migrate: convert a store of the older pickled format once."""
+    from cache import default_store_dir
+
+    path = args.store or default_store_dir()
+    if args.action == "migrate":
+        from cache.migrate import migrate_store
+
+        print(json.dumps(migrate_store(path), indent=2))
+        return 0
+    from cache.check import check_store
+
+    report = check_store(path, repair=args.repair)
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0 if report["clean"] or "repaired" in report else 1
 
 
 MAX_THREADS = 256  # torch.set_num_threads far beyond the cores crashes the process (OpenMP)
@@ -411,6 +439,14 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="list stored runs as JSON")
     r.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("store", help="check (and repair) or migrate the store; prints JSON")
+    s.add_argument("action", choices=["check", "migrate"],
+                   help="check: verify every checksum, list damaged runs and orphaned files; migrate: convert a "
+                        "store of the older pickled format")
+    s.add_argument("--repair", action="store_true",
+                   help="check: quarantine damaged runs, delete stale results and orphaned files")
+    s.set_defaults(func=cmd_store)
     return p
 
 
@@ -423,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ConfigError, DatasetUnavailable, TrainingFailed) as exc:
+    except (ConfigError, DatasetUnavailable, TrainingFailed, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Cancelled:

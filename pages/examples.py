@@ -11,8 +11,8 @@ from engine.jobs import DONE, FINISHED
 from engine.objectives import ConfigError
 from engine.train import TrainingFailed
 from ui.export import table_downloads
-from ui.state import get_manager, get_store
-from ui.widgets import CHART_REFRESH_S, attack_param_inputs, run_label
+from ui.state import open_store, store_errors
+from ui.widgets import CHART_REFRESH_S, attack_param_inputs, listing_warning, run_label
 
 KEPT_GALLERIES = 4  # galleries kept per session, so going back to earlier settings is instant
 TILE_PX = 112  # images are enlarged to about this width and drawn at exactly their size (a long caption
@@ -23,8 +23,9 @@ st.caption("Each run is attacked on its own (white-box, its own model and object
            "start. Perturbations are amplified to the full grey range: mid-grey is no change, black and white "
            "the largest decrease and increase in that image (at most ε for an ℓ∞ attack).")
 
-store, manager = get_store(), get_manager()
+store, manager = open_store()
 records = store.list_runs()
+listing_warning(records)
 if not records:
     st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
     st.stop()
@@ -123,6 +124,9 @@ if generate and settings not in galleries and settings not in pending:
 
 
 @st.fragment(run_every=CHART_REFRESH_S if pending else None)
+
+
+@store_errors()
 def progress_panel() -> None:
     for key, job_id in list(pending.items()):
         try:

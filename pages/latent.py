@@ -9,7 +9,7 @@ from engine.latent import TRAJECTORY_POINTS, cached_shift, cached_shift_grid, sh
 from engine.objectives import ConfigError
 from engine.report import NOT_EVALUATED, worst_case_at, worst_case_of, worst_case_source
 from ui.figures import distance_histogram, shift_animation, shift_figure
-from ui.state import get_manager, get_store
+from ui.state import open_store, store_errors
 from ui.widgets import (CHART_REFRESH_S, attack_param_inputs, class_picker, job_latent_entries, latent_panels,
                         live_fragment, run_label, stored_run_label, stored_run_picker)
 
@@ -18,7 +18,7 @@ st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig.
            "the plane through the three class centres (GCCS vertices μ_T·e_i; class means for CE). 3-D view: the "
            "three latent coordinates (z_a, z_b, z_c). Axes keep true proportions; compare scales across panels.")
 
-manager, store = get_manager(), get_store()
+store, manager = open_store()
 jobs = [j for j in manager.list() if j.kind == "train" and j.runs]
 sources = ["stored runs"] + [j.id for j in jobs]
 titles = {j.id: f"job: {j.title} ({j.status})" for j in jobs}
@@ -37,18 +37,20 @@ else:
     labels = {r: stored_run_label(by_id[r]) for r in chosen}
     first = by_id[chosen[0]]
     classes = class_picker(first["num_classes"], first["class_names"], key="latent-store")
-    latents = {r: store.get_latents(r) for r in chosen}
+    with store_errors(stop=True):
+        latents = {r: store.get_latents(r) for r in chosen}
+        history = {r: store.get_run(r)["history"] for r in chosen}  # listings hold no per-epoch history
     epochs = sorted({e for r in chosen for e, _ in latents[r].get("snapshots", [])})
     epoch = st.select_slider("epoch", epochs, value=epochs[-1]) if len(epochs) > 1 else (epochs[-1] if epochs else None)
     if classes and epoch is not None:
         entries = []
         for r in chosen:
             snaps = dict(latents[r].get("snapshots", []))
-            hist = {h["epoch"]: h for h in by_id[r]["history"]}
+            hist = {h["epoch"]: h for h in history[r]}
             if epoch not in snaps:
                 st.caption(f"{labels[r]}: no snapshot at epoch {epoch}.")
                 continue
-            last = epoch == by_id[r]["history"][-1]["epoch"]  # extra views are stored for the last epoch
+            last = epoch == history[r][-1]["epoch"]  # extra views are stored for the last epoch
             entries.append({"label": run_label(by_id[r]["objective"], r), "z": np.asarray(snaps[epoch], np.float32),
                             "y": np.asarray(latents[r]["y"]), "geometry": by_id[r]["geometry"], "metrics": hist[epoch],
                             "views": latents[r].get("views", {}) if last else {}})
@@ -97,6 +99,8 @@ else:
                         format_func={"centre": "distance to own centre", "norm": "‖z‖"}.get)
 
     @st.fragment(run_every=CHART_REFRESH_S if shift_active else None)
+
+    @store_errors()
     def under_attack():
         if shift_job_id is not None:
             job = manager.get(shift_job_id)

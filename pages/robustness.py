@@ -12,7 +12,7 @@ from engine.jobs import FINISHED
 from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads
 from ui.figures import robustness_figure, transfer_heatmap
-from ui.state import get_manager, get_store
+from ui.state import open_store, store_errors
 from ui.widgets import CHART_REFRESH_S, attack_param_inputs, stored_run_picker
 
 st.title("Robustness")
@@ -25,7 +25,7 @@ st.caption("Accuracy against the true label (also for targeted attacks), model i
            "dashed = adversarially trained; open diamonds and a dotted line = the adaptive attack paired with the "
            "standard one.")
 
-manager, store = get_manager(), get_store()
+store, manager = open_store()
 chosen, records = stored_run_picker(store, key="robustness")
 if not chosen:
     st.stop()
@@ -92,6 +92,9 @@ active = any(manager.get(j).status not in FINISHED for j in job_ids)
 
 
 @st.fragment(run_every=CHART_REFRESH_S if active else None)
+
+
+@store_errors()
 def charts():
     jobs = [manager.get(j) for j in job_ids]
     for job in jobs:
@@ -164,6 +167,9 @@ measure_active = measure_job_id is not None and manager.get(measure_job_id).stat
 
 
 @st.fragment(run_every=CHART_REFRESH_S if measure_active else None)
+
+
+@store_errors()
 def tables():
     if measure_job_id is not None:
         job = manager.get(measure_job_id)

@@ -5,8 +5,8 @@ import streamlit as st
 from engine.attacks import ATTACKS, budget_of
 from engine.report import NOT_EVALUATED, cached_attacks, runs_table, worst_case_columns
 from ui.export import table_downloads
-from ui.state import get_store
-from ui.widgets import run_label
+from ui.state import open_store
+from ui.widgets import listing_warning, run_label
 
 st.title("Runs")
 st.caption("Every stored run. Overhead is the training time relative to the CE run of the same setting "
@@ -15,11 +15,12 @@ st.caption("Every stored run. Overhead is the training time relative to the CE r
            "accuracy: the share of test samples that no ℓ∞ attack tried on the run broke (the Robustness page's "
            "suites and sweeps). One attack's accuracy alone is an upper bound on it, shown only on request.")
 
-store = get_store()
+store, _ = open_store()
 deleted = st.session_state.pop("runs-deleted", None)
 if deleted:
     st.success(f"Deleted {deleted} with its checkpoint, latents and cached results.")
 records = store.list_runs()
+listing_warning(records)
 if not records:
     st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
     st.stop()

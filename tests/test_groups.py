@@ -140,6 +140,8 @@ def cache_outcomes(store, run_id, correct, survived, samples=None, seed=0):
     """Hand-made cache entries as engine.robustness writes them: the clean decisions ("1" = right) and,
     per (attack, ε), which of the clean-correct samples the attack left right (attacked = clean-correct)."""
     samples = samples or len(correct)
+    if not store.has_run(run_id):  # cached results belong to a stored run (they carry its checkpoint digest)
+        store.save_run({"run_id": run_id, "created": 0.0}, {"model": {}}, {})
     store.put_result(result_key(run_id, "clean", {"samples": samples}),
                      {"kind": "clean", "run_id": run_id, "samples": samples, "correct": correct,
                       "accuracy": correct.count("1") / samples, "created": 0.0})

@@ -29,6 +29,8 @@ def alive(k):
 def cache_run(store, run_id, correct, survived, seed=0):
     """The clean decisions of a run and, per (attack, ε), which clean-correct samples survived, with the
     accuracy alone that a sweep stores beside each outcome (ε = 0: the clean accuracy)."""
+    if not store.has_run(run_id):  # cached results belong to a stored run (they carry its checkpoint digest)
+        store.save_run({"run_id": run_id, "created": 0.0}, {"model": {}}, {})
     store.put_result(result_key(run_id, "clean", {"samples": SAMPLES}),
                      {"kind": "clean", "run_id": run_id, "samples": SAMPLES, "correct": correct,
                       "accuracy": correct.count("1") / SAMPLES, "created": 0.0})

@@ -16,7 +16,7 @@ from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
 from engine.objectives import Objective, Param
 from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
                         simplex_figure)
-from ui.state import get_manager, get_store
+from ui.state import get_manager, get_store, store_errors
 
 REFRESH_S = 1.0  # the job panel: cheap text and progress bars
 CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render of every figure
@@ -127,7 +127,8 @@ def live_fragment(job_id: str, body, key: str) -> None:
     @st.fragment(run_every=CHART_REFRESH_S if active else None)
     def region():
         job = manager.get(job_id)
-        body(job)
+        with store_errors():
+            body(job)
         if active and job.status in FINISHED:
             st.rerun(scope="app")  # one last full redraw, after which the region stops ticking
 
@@ -210,10 +211,19 @@ def stored_run_label(record: dict[str, Any]) -> str:
             f"{s['epochs']} ep · seed {s['seed']}{adv} · acc {record['final']['test_acc']:.3f}")
 
 
+def listing_warning(listing) -> None:
+    """One warning naming the stored entries a listing had to leave out (``cache.Listing.problems``)."""
+    from cache import problems_message
+
+    if getattr(listing, "problems", None):
+        st.warning(problems_message(listing.problems), icon=":material/warning:")
+
+
 def stored_run_picker(store, key: str, default_count: int = 2) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """A multiselect of stored runs (newest first). Returns the chosen ids and every record by id; an
     empty store or runs of several datasets get a message instead."""
     records = store.list_runs()
+    listing_warning(records)
     if not records:
         st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
         return [], {}
