@@ -9,6 +9,8 @@ behind a sha256; nothing is ever unpickled) and read through ``cache.disk.StoreD
     latents:<id>      final test latents and labels, and a thinned history of snapshots
     result:<id>:<kind>:<hash>   one cached evaluation of run <id>, stamped with the checkpoint digest
                       it was computed from ("clean", "outcome", "accuracy", "shift", a measure's name)
+    derived:<id>      values derived from run <id>'s results (its worst case) and a stamp; every result
+                      written replaces it, so listings read it instead of recomposing what still holds
 A run is written in one transaction, record last, so a reader never sees half a run and a failed or
 cancelled job leaves the store exactly as it was. Reads go through a read-only connection of their
 own: opening a store and reading from it write nothing (a full disk still lists and loads).
@@ -111,6 +113,7 @@ class RunStore:
         self._reader: sqlite3.Connection | None = None
         self._reader_pid: int | None = None
         self._writer = None
+        self._derived_memo: tuple[Any, dict[str, Any]] | None = None
         self._inspect()
 
     # --- opening -----------------------------------------------------------------------------------
@@ -292,11 +295,18 @@ class RunStore:
             return None
         return value if isinstance(value, dict) and value.get("checkpoint") == digest else None
 
-    def put_result(self, key: str, value: dict[str, Any]) -> None:
+    def put_result(self, key: str, value: dict[str, Any]) -> dict[str, Any]:
+        """Cache one evaluation of a stored run, stamped with the run's checkpoint digest; what was
+        derived from the run's results is dropped in the same transaction (``derived``). Returns the
+        value as stored (with its "checkpoint"), which is what a later read gives."""
         run_id = key.split(":", 1)[0]
         stamped = {**value, "checkpoint": self.checkpoint_digest(run_id)}
         with self._writing(f"a result of run {run_id}"):
-            self._cache().set(f"result:{key}", codec.encode(stamped))
+            cache = self._cache()
+            with cache.transact():
+                cache.set(f"result:{key}", codec.encode(stamped))
+                cache.set(f"derived:{run_id}", codec.encode({"stamp": uuid.uuid4().hex, "values": {}}))
+        return stamped
 
     def list_results(self, run_id: str, kind: str | None = None) -> Listing:
         """Every cached result of one run (optionally of one kind) computed from its current checkpoint,
@@ -315,6 +325,59 @@ class RunStore:
             if isinstance(value, dict) and value.get("checkpoint") == digest:
                 values.append(value)
         return Listing(sorted(values, key=lambda v: v.get("created", 0)), problems)
+
+    # --- values derived from a run's cached results (its worst case), kept until they change -------
+    def results_stamp(self, run_id: str) -> str | None:
+        """Changes whenever a result of the run is written (None: none ever was)."""
+        try:
+            entry = self._read(f"derived:{run_id}", run_id, "the derived values")
+        except StoreCorrupt:
+            return "unreadable"
+        return entry.get("stamp") if isinstance(entry, dict) else None
+
+    def derived(self, name: str, run_id: str | None = None) -> dict[str, Any]:
+        """{run_id: value} of ``name`` for every run (or one) whose results have not changed since the
+        value was derived: one range read, however many runs."""
+        if run_id is not None:
+            try:
+                entries = {run_id: self._read(f"derived:{run_id}", run_id, "the derived values")}
+            except StoreCorrupt:
+                entries = {}  # a damaged entry is simply derived again
+        else:
+            entries = self._all_derived()
+        return {r: e["values"][name] for r, e in entries.items()
+                if isinstance(e, dict) and isinstance(e.get("values"), dict) and name in e["values"]}
+
+    def _all_derived(self) -> dict[str, Any]:
+        """Every run's derived entry, decoded once per change of the index (SQLite's data_version
+        changes whenever another connection, this store's writer included, commits)."""
+        version = self._query("PRAGMA data_version", ())
+        if self._derived_memo is not None and self._derived_memo[0] == version:
+            return self._derived_memo[1]
+        entries = {}
+        for row in self._rows("derived:"):
+            try:
+                entries[row[0][len("derived:"):]] = self._decode(row)
+            except (RowRefused, codec.CodecError, OSError):
+                continue
+        self._derived_memo = (version, entries)
+        return entries
+
+    def put_derived(self, name: str, run_id: str, stamp: str | None, value: Any) -> None:
+        """Keep ``value`` derived from the run's results as they were at ``stamp`` (read before deriving;
+        if a result was written since, nothing is kept). Best effort: a store that cannot be written
+        (a full disk) derives it again next time."""
+        try:
+            with self._writing(f"a derived value of run {run_id}"):
+                cache = self._cache()
+                with cache.transact():
+                    if stamp != self.results_stamp(run_id) or not self.has_run(run_id):
+                        return
+                    entry = self._read(f"derived:{run_id}", run_id, "the derived values") or {"stamp": stamp}
+                    entry = {"stamp": stamp, "values": {**entry.get("values", {}), name: value}}
+                    cache.set(f"derived:{run_id}", codec.encode(entry))
+        except StoreError:
+            pass
 
     # --- writing -----------------------------------------------------------------------------------
     def _cache(self):
@@ -359,8 +422,7 @@ class RunStore:
         with self._writing(f"run {run_id}"):
             cache = self._cache()
             with cache.transact():
-                for row in self._rows(f"result:{run_id}:"):
-                    cache.delete(row[0])
+                self._delete_results(cache, run_id)
                 cache.set(f"ckpt:{run_id}", ckpt)
                 cache.set(f"latents:{run_id}", lat)
                 cache.set(f"run:{run_id}", codec.encode(record))
@@ -373,9 +435,14 @@ class RunStore:
                 found = cache.delete(f"summary:{run_id}")
                 for key in (f"run:{run_id}", f"ckpt:{run_id}", f"latents:{run_id}"):
                     cache.delete(key)
-                for row in self._rows(f"result:{run_id}:"):
-                    cache.delete(row[0])
+                self._delete_results(cache, run_id)
         return bool(found)
+
+    def _delete_results(self, cache, run_id: str) -> None:
+        """A run's cached results and what was derived from them (in a transaction)."""
+        for row in self._rows(f"result:{run_id}:"):
+            cache.delete(row[0])
+        cache.delete(f"derived:{run_id}")
 
     def close(self) -> None:
         with self._lock:  # the reader first: the last connection to close folds the WAL into the index

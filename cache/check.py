@@ -55,7 +55,7 @@ def _check(store: RunStore, repair: bool) -> dict[str, Any]:
         kind, _, rest = key.partition(":") if isinstance(key, str) else ("", "", "")
         if kind == "store":
             continue
-        run_id = rest.split(":", 1)[0] if kind in RUN_ROWS or kind == "result" else None
+        run_id = rest.split(":", 1)[0] if kind in RUN_ROWS or kind in ("result", "derived") else None
         try:
             store.disk.get(key, raw)
             data = store.disk.fetch(mode, filename, value, False)
@@ -74,6 +74,8 @@ def _check(store: RunStore, repair: bool) -> dict[str, Any]:
         entry["rows"].append(rowid)
         if kind == "result":
             entry.setdefault("results", []).append((rowid, decoded))
+        elif kind == "derived":
+            continue  # bookkeeping of its results: derived again when stale
         else:
             entry[kind] = decoded
             entry[f"{kind}-digest"] = codec.body_digest(data)

@@ -99,21 +99,7 @@ def decode(data: bytes) -> Any:
     (length,) = struct.unpack("<Q", body[:8])
     if length > len(body) - 8:
         raise CodecError("header longer than the value")
-    try:
-        tree = json.loads(body[8:8 + length])
-    except ValueError as exc:
-        raise CodecError(f"unreadable header: {exc}") from None
     section = memoryview(body)[8 + length:]
-
-    def restore(v: Any) -> Any:
-        if isinstance(v, list):
-            return [restore(x) for x in v]
-        if not isinstance(v, dict):
-            return v
-        for marker in _MARKERS:
-            if marker in v:
-                return load_array(v[marker], marker)
-        return {k: restore(x) for k, x in v.items()}
 
     def load_array(entry: Any, marker: str) -> Any:
         try:
@@ -134,7 +120,20 @@ def decode(data: bytes) -> Any:
             return torch.from_numpy(array)
         return array
 
-    return restore(tree)
+    def restore(obj: dict) -> Any:  # called by the JSON parser for every object, innermost first
+        if len(obj) == 1:
+            for marker in _MARKERS:
+                if marker in obj:
+                    return load_array(obj[marker], marker)
+        return obj
+
+    header = body[8:8 + length]
+    try:  # the parser's own C path when there is no array to restore
+        return json.loads(header, object_hook=restore) if b'"$' in header else json.loads(header)
+    except ValueError as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"unreadable header: {exc}") from None
 
 
 def _torch_if_loaded():

@@ -474,7 +474,7 @@ def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any
                 from .train import Cancelled
                 raise Cancelled("cancelled by the user") from None
             result = {**result, "kind": measure, "run_id": run_id, "settings": settings, "created": time.time()}
-            store.put_result(key, result)
+            result = store.put_result(key, result)
         points.append(result)
         emit({"type": "point", "result": result, "cached": cached})
     return {"points": points}

@@ -106,7 +106,33 @@ def result_source(result: dict[str, Any]) -> str:
 
 
 # --- the headline: the worst case over every attack tried -------------------------------------------
-def worst_case_of(store, run_id: str) -> dict[str, Any] | None:
+def derived(store, name: str, run_id: str, compute, known: dict[str, Any] | None = None) -> Any:
+    """``compute()`` (a JSON-able value derived from the run's cached results), kept in the store until
+    the run's results change (``RunStore.derived``), so listing thousands of runs reads instead of
+    recomputing. ``known``: the fresh values of many runs, read at once with ``store.derived(name)``."""
+    known = store.derived(name, run_id) if known is None else known
+    if run_id in known:
+        return known[run_id]
+    stamp = store.results_stamp(run_id)  # before computing: a result written meanwhile makes it stale
+    value = compute()
+    store.put_derived(name, run_id, stamp, value)
+    return value
+
+
+def worst_case_of(store, run_id: str, known: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """``compose_worst_case``, kept beside the run's results (``derived``); its {ε: …} maps are stored
+    as [ε, …] pairs, as keys of stored objects are text."""
+    def compute():
+        head = compose_worst_case(store, run_id)
+        return None if head is None else {**head, "eps": list(head["eps"].items()),
+                                          "tried": list(head["tried"].items())}
+
+    head = derived(store, "worst-case", run_id, compute, known)
+    return None if head is None else {**head, "eps": {float(e): v for e, v in head["eps"]},
+                                      "tried": {float(e): n for e, n in head["tried"]}}
+
+
+def compose_worst_case(store, run_id: str) -> dict[str, Any] | None:
     """The headline robust accuracy of one run, from the cache alone: the per-sample worst case over
     every ℓ∞ attack cached for it (``engine.robustness.cached_worst_case``) on one sample set and seed.
 
@@ -181,16 +207,19 @@ def worst_case_rows(store, run_ids: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def runs_table(store, attack: str | None = None, eps: float | None = None) -> list[dict[str, Any]]:
+def runs_table(store, attack: str | None = None, eps: float | None = None,
+               records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per stored run, newest first, with the headline robust accuracy: the worst case at every
     ε cached for any run (``worst_case@<ε>``, None where that run has none at that ε) and what it is
     over (``worst_case_source``). ``attack`` and ``eps`` add one attack's cached accuracy alone, an
-    upper bound on the worst case (``alone_acc``, ``alone_source``). Nothing is ever computed here."""
+    upper bound on the worst case (``alone_acc``, ``alone_source``). Nothing is ever computed here.
+    ``records``: the listing, when the caller has it already."""
     if (attack is None) != (eps is None):
         raise ConfigError("attack and eps: give both (to show a cached robust accuracy) or neither")
-    records = store.list_runs()
+    records = store.list_runs() if records is None else records
     twins = ce_twins(records)
-    heads = {r["run_id"]: worst_case_of(store, r["run_id"]) for r in records}
+    known = store.derived("worst-case")
+    heads = {r["run_id"]: worst_case_of(store, r["run_id"], known) for r in records}
     grid = sorted({e for head in heads.values() if head for e in head["eps"]})
     rows = []
     for record in records:
@@ -235,9 +264,14 @@ def cached_attacks(store, run_ids: list[str] | None = None) -> list[tuple[str, f
     when None), sorted by attack then ε."""
     if run_ids is None:
         run_ids = [r["run_id"] for r in store.list_runs()]
-    pairs = {(r["attack"], float(r["eps"])) for run_id in run_ids for r in store.list_results(run_id, "accuracy")
-             if "attack" in r and "eps" in r}
-    return sorted(pairs)
+    known = store.derived("attacks")
+
+    def pairs_of(run_id: str):
+        return lambda: sorted({(r["attack"], float(r["eps"])) for r in store.list_results(run_id, "accuracy")
+                               if "attack" in r and "eps" in r})
+
+    return sorted({(a, float(e)) for run_id in run_ids for a, e in derived(store, "attacks", run_id, pairs_of(run_id),
+                                                                          known)})
 
 
 def export_rows(rows: list[dict[str, Any]], fmt: str) -> str:

@@ -213,7 +213,7 @@ def store_accuracy(store, run_id: str, attack: str, params: dict[str, Any], eps:
     result = {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": float(accuracy), "seconds": seconds,
               "created": time.time()}
     if store is not None:
-        store.put_result(key, result)
+        result = store.put_result(key, result)
     return result
 
 
@@ -243,7 +243,7 @@ def cached_point(store, run_id: str, kind: str, settings: dict[str, Any], device
     result = {"kind": kind, "run_id": run_id, **settings, **computed, "seconds": time.perf_counter() - started,
               "created": time.time()}
     if store is not None:
-        store.put_result(key, result)
+        result = store.put_result(key, result)
     return result, False
 
 

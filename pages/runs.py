@@ -26,7 +26,7 @@ if not records:
     st.stop()
 
 NONE = "—"  # no single attack: the worst case alone
-pairs = cached_attacks(store)
+pairs = cached_attacks(store, [r["run_id"] for r in records])
 attack = eps = None
 if pairs:
     attacks = [NONE] + list(dict.fromkeys(a for a, _ in pairs))
@@ -41,7 +41,7 @@ if pairs:
         eps = right.selectbox("ε", [e for a, e in pairs if a == attack], key=f"runs-eps-{attack}",
                               format_func="{:g}".format, help=budget_of(attack).label if attack in ATTACKS else None)
 
-rows = runs_table(store, attack, eps)
+rows = runs_table(store, attack, eps, records)
 worst = worst_case_columns(rows)
 if not worst:
     st.caption(f"No run has a worst case yet ({NOT_EVALUATED}); a worst-case column per ε then appears here.")

@@ -64,7 +64,9 @@ def test_a_worst_case_composed_from_the_cache_equals_the_one_computed_directly(r
     _, run_ids, loaded, x, y = runs
     run_id = run_ids[1]
     model, objective, _ = loaded[run_id]
-    store = RunStore(tmp_path / "fresh")
+    source = runs[0]
+    store = RunStore(tmp_path / "fresh")  # the same run, with nothing cached for it yet
+    store.save_run(source.get_run(run_id), source.load_checkpoint(run_id), source.get_latents(run_id))
     members = MEMBERS[1:4]
     direct = worst_case_point(None, run_id, model, objective, x, y, members, 0.1, seed=3)
     stored = worst_case_point(store, run_id, model, objective, x, y, members, 0.1, seed=3)
