@@ -9,7 +9,7 @@ from engine.objectives import OBJECTIVES, ConfigError
 from models import ARCHITECTURES
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager, get_store
-from ui.widgets import comparison_view, param_input, worst_case_view
+from ui.widgets import listing_warning, comparison_view, param_input, worst_case_view
 
 MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
                 "resnet20": "CIFAR ResNet-20", "resnet32": "CIFAR ResNet-32"}
@@ -82,7 +82,9 @@ with st.form("train-form"):
         adv_clean_weight = c2.number_input("weight of the clean loss", min_value=0.0, max_value=1.0,
                                            value=defaults.adv_clean_weight, help="0: adversarial examples only")
         adv_targeted = c3.checkbox("targeted (targets uniform over y_t ≠ y)", value=False)
-        stored = [r for r in get_store().list_runs() if r["dataset"] == dataset and r["model"] == model]
+        listing = get_store().list_runs()
+        listing_warning(listing)
+        stored = [r for r in listing if r["dataset"] == dataset and r["model"] == model]
         init_from = c4.selectbox("fine-tune from a stored run", [""] + [r["run_id"] for r in stored],
                                  format_func=lambda r: "no: train from scratch" if not r else next(
                                      f"{x['objective'].upper()} ({r[:6]}) · {x['settings']['epochs']} ep · acc "
