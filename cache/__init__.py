@@ -130,7 +130,7 @@ class RunStore:
                                    f"--repair` to set the value files aside and start an empty store.", what="index")
             return  # a new, empty store: the first write creates it
         try:
-            rows = self._query("SELECT key, raw, mode, filename, value FROM Cache WHERE key = ?", (FORMAT_KEY,))
+            rows = self._row(FORMAT_KEY)
             count = None if rows else self._query("SELECT count(*) FROM Cache", ())[0][0]
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"the store's index {db} is damaged ({exc}); nothing can be read from it. Restore it "
@@ -184,15 +184,30 @@ class RunStore:
         return self._query("SELECT key, raw, mode, filename, value FROM Cache WHERE key >= ? AND key < ? "
                            "ORDER BY key", (lo, hi))
 
-    def _decode(self, row: tuple) -> Any:
+    def _row(self, key: str) -> list[tuple]:
+        """The index row of ``key`` (an empty list when absent), as ``_decode`` takes it."""
+        return self._query("SELECT key, raw, mode, filename, value FROM Cache WHERE key = ?", (key,))
+
+    def _bytes(self, row: tuple) -> bytes:
+        """The stored bytes of a row, through StoreDisk (which refuses what this store did not write)."""
         key, raw, mode, filename, value = row
         self.disk.get(key, raw)
-        return codec.decode(self.disk.fetch(mode, filename, value, False))
+        return self.disk.fetch(mode, filename, value, False)
+
+    def _decode(self, row: tuple) -> Any:
+        return codec.decode(self._bytes(row))
+
+    @staticmethod
+    def _damaged(run_id: str | None, what: str, exc: Exception, label: str | None = None) -> StoreCorrupt:
+        """The error for a part of a run that cannot be read; ``label`` names it in the message."""
+        return StoreCorrupt(f"{label or what} of run {run_id} is damaged ({exc}); nothing is computed from it. "
+                            f"Run `{CHECK_COMMAND}`, and retrain the run (train --force) or set it aside with "
+                            f"--repair.", run_id, what)
 
     def _read(self, key: str, run_id: str | None, what: str) -> Any:
         """The value under ``key`` (None when absent). Raises StoreCorrupt when it cannot be read."""
         try:
-            rows = self._query("SELECT key, raw, mode, filename, value FROM Cache WHERE key = ?", (key,))
+            rows = self._row(key)
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"the store's index {self.path / DB_NAME} is damaged ({exc})", what="index") from None
         if not rows:
@@ -200,9 +215,7 @@ class RunStore:
         try:
             return self._decode(rows[0])
         except (RowRefused, codec.CodecError, OSError) as exc:
-            raise StoreCorrupt(f"{what} of run {run_id} is damaged ({exc}); nothing is computed from it. Run "
-                               f"`{CHECK_COMMAND}`, and retrain the run (train --force) or set it aside with "
-                               f"--repair.", run_id, what) from None
+            raise self._damaged(run_id, what, exc) from None
 
     def _summary(self, run_id: str) -> dict[str, Any] | None:
         return self._read(f"summary:{run_id}", run_id, "the record")
@@ -226,22 +239,19 @@ class RunStore:
         summary = self._summary(run_id)
         if summary is None:
             raise KeyError(f"run {run_id!r} is not in the store at {self.path}")
-        rows = self._query("SELECT key, raw, mode, filename, value FROM Cache WHERE key = ?", (key,))
+        rows = self._row(key)
         if not rows:
             raise StoreCorrupt(f"the {name} of run {run_id} is missing from the store at {self.path}; run "
                                f"`{CHECK_COMMAND}`", run_id, name)
         try:
-            self.disk.get(rows[0][0], rows[0][1])
-            data = self.disk.fetch(*rows[0][2:], False)
+            data = self._bytes(rows[0])
             found = codec.body_digest(data)
             if found != summary["blobs"][name]:
                 raise codec.CodecError(f"its checksum {found[:12]}… is not the {summary['blobs'][name][:12]}… its "
                                        f"record holds")
             return codec.decode(data)
         except (RowRefused, codec.CodecError, OSError) as exc:
-            raise StoreCorrupt(f"the {name} of run {run_id} is damaged ({exc}); nothing is computed from it. Run "
-                               f"`{CHECK_COMMAND}`, and retrain the run (train --force) or set it aside with "
-                               f"--repair.", run_id, name) from None
+            raise self._damaged(run_id, name, exc, f"the {name}") from None
 
     def load_checkpoint(self, run_id: str, map_location=None) -> dict[str, Any]:
         """The run's state dicts (torch tensors on the CPU, or on ``map_location``)."""
@@ -327,24 +337,25 @@ class RunStore:
         return Listing(sorted(values, key=lambda v: v.get("created", 0)), problems)
 
     # --- values derived from a run's cached results (its worst case), kept until they change -------
-    def results_stamp(self, run_id: str) -> str | None:
-        """Changes whenever a result of the run is written (None: none ever was)."""
+    def _derived_entry(self, run_id: str) -> dict[str, Any]:
+        """The run's derived entry: {"stamp", "values"}; stamp None when no result was ever written,
+        "unreadable" when the entry is damaged (its values are then derived again, never read)."""
         try:
             entry = self._read(f"derived:{run_id}", run_id, "the derived values")
         except StoreCorrupt:
-            return "unreadable"
-        return entry.get("stamp") if isinstance(entry, dict) else None
+            return {"stamp": "unreadable", "values": {}}
+        if not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
+            return {"stamp": entry.get("stamp") if isinstance(entry, dict) else None, "values": {}}
+        return entry
+
+    def results_stamp(self, run_id: str) -> str | None:
+        """Changes whenever a result of the run is written (None: none ever was)."""
+        return self._derived_entry(run_id)["stamp"]
 
     def derived(self, name: str, run_id: str | None = None) -> dict[str, Any]:
         """{run_id: value} of ``name`` for every run (or one) whose results have not changed since the
         value was derived: one range read, however many runs."""
-        if run_id is not None:
-            try:
-                entries = {run_id: self._read(f"derived:{run_id}", run_id, "the derived values")}
-            except StoreCorrupt:
-                entries = {}  # a damaged entry is simply derived again
-        else:
-            entries = self._all_derived()
+        entries = {run_id: self._derived_entry(run_id)} if run_id is not None else self._all_derived()
         return {r: e["values"][name] for r, e in entries.items()
                 if isinstance(e, dict) and isinstance(e.get("values"), dict) and name in e["values"]}
 
@@ -371,10 +382,10 @@ class RunStore:
             with self._writing(f"a derived value of run {run_id}"):
                 cache = self._cache()
                 with cache.transact():
-                    if stamp != self.results_stamp(run_id) or not self.has_run(run_id):
-                        return
-                    entry = self._read(f"derived:{run_id}", run_id, "the derived values") or {"stamp": stamp}
-                    entry = {"stamp": stamp, "values": {**entry.get("values", {}), name: value}}
+                    entry = self._derived_entry(run_id)
+                    if stamp != entry["stamp"] or stamp == "unreadable" or not self.has_run(run_id):
+                        return  # a result was written meanwhile, or the entry is damaged (store check)
+                    entry = {"stamp": stamp, "values": {**entry["values"], name: value}}
                     cache.set(f"derived:{run_id}", codec.encode(entry))
         except StoreError:
             pass

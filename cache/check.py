@@ -57,8 +57,7 @@ def _check(store: RunStore, repair: bool) -> dict[str, Any]:
             continue
         run_id = rest.split(":", 1)[0] if kind in RUN_ROWS or kind in ("result", "derived") else None
         try:
-            store.disk.get(key, raw)
-            data = store.disk.fetch(mode, filename, value, False)
+            data = store._bytes((key, raw, mode, filename, value))
             decoded = codec.decode(data)
         except (RowRefused, codec.CodecError, OSError) as exc:
             if run_id is None:

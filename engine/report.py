@@ -266,12 +266,12 @@ def cached_attacks(store, run_ids: list[str] | None = None) -> list[tuple[str, f
         run_ids = [r["run_id"] for r in store.list_runs()]
     known = store.derived("attacks")
 
-    def pairs_of(run_id: str):
-        return lambda: sorted({(r["attack"], float(r["eps"])) for r in store.list_results(run_id, "accuracy")
-                               if "attack" in r and "eps" in r})
+    def pairs(run_id: str) -> list:
+        return sorted({(r["attack"], float(r["eps"])) for r in store.list_results(run_id, "accuracy")
+                       if "attack" in r and "eps" in r})
 
-    return sorted({(a, float(e)) for run_id in run_ids for a, e in derived(store, "attacks", run_id, pairs_of(run_id),
-                                                                          known)})
+    return sorted({(a, float(e)) for run_id in run_ids
+                   for a, e in derived(store, "attacks", run_id, lambda: pairs(run_id), known)})
 
 
 def export_rows(rows: list[dict[str, Any]], fmt: str) -> str:

@@ -124,8 +124,6 @@ if generate and settings not in galleries and settings not in pending:
 
 
 @st.fragment(run_every=CHART_REFRESH_S if pending else None)
-
-
 @store_errors()
 def progress_panel() -> None:
     for key, job_id in list(pending.items()):

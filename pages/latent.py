@@ -99,7 +99,6 @@ else:
                         format_func={"centre": "distance to own centre", "norm": "‖z‖"}.get)
 
     @st.fragment(run_every=CHART_REFRESH_S if shift_active else None)
-
     @store_errors()
     def under_attack():
         if shift_job_id is not None:

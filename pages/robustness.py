@@ -92,8 +92,6 @@ active = any(manager.get(j).status not in FINISHED for j in job_ids)
 
 
 @st.fragment(run_every=CHART_REFRESH_S if active else None)
-
-
 @store_errors()
 def charts():
     jobs = [manager.get(j) for j in job_ids]
@@ -167,8 +165,6 @@ measure_active = measure_job_id is not None and manager.get(measure_job_id).stat
 
 
 @st.fragment(run_every=CHART_REFRESH_S if measure_active else None)
-
-
 @store_errors()
 def tables():
     if measure_job_id is not None:
