@@ -19,13 +19,11 @@ import torch
 
 from cache import RunStore, StoreError, problems_message
 
-from .config import (ADV_ATTACKS, ADV_LOSSES, DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec, TrainConfig,
-                     preset_params, warnings_for)
-from .data import DATASET_NAMES, DatasetUnavailable
+from .config import (PRESET_NOTES, PRESETS, SETTINGS, ObjectiveSpec, TrainConfig, add_setting_flags, preset_params,
+                     warnings_for)
+from .data import DatasetUnavailable
 from .objectives import OBJECTIVES, ConfigError, get_objective_class
 from .train import Cancelled, TrainingFailed, train_job
-
-from models import ARCHITECTURES
 
 
 def run_summary(record: dict[str, Any], reused: bool) -> dict[str, Any]:
@@ -60,10 +58,7 @@ def parse_param(text: str) -> tuple[str, str, str | None]:
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
     base: dict[str, Any] = dict(PRESETS[args.preset]) if args.preset else {}
-    for key in ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "momentum", "schedule",
-                "step_size", "gamma", "weight_decay", "dropout", "seed", "sampler", "device", "latent_samples",
-                "adv_attack", "adv_eps", "adv_step", "adv_steps", "adv_targeted", "adv_loss", "adv_clean_weight",
-                "init_from"):
+    for key in SETTINGS:
         value = getattr(args, key)
         if value is not None:
             base[key] = value
@@ -353,43 +348,15 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one or more objectives in lockstep; prints JSON")
     t.add_argument("--preset", choices=list(PRESETS), default="quick",
                    help="the settings to start from; flags override them (default quick: " + PRESET_NOTES["quick"] + ")")
-    t.add_argument("--dataset", choices=DATASET_NAMES)
-    t.add_argument("--model", choices=ARCHITECTURES)
     t.add_argument("--objective", action="append", choices=list(OBJECTIVES),
                    help="repeat to train several in lockstep on identical batches (default: ce)")
     t.add_argument("--param", action="append", metavar="[OBJ.]NAME=VALUE",
                    help="an objective constant, e.g. mu_t=70 or gccs.lam=0.2 (repeatable)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", dest="batch_size", type=int)
-    t.add_argument("--optimizer", choices=OPTIMIZERS)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--momentum", type=float)
-    t.add_argument("--schedule", choices=SCHEDULES)
-    t.add_argument("--step-size", dest="step_size", type=int, help="epochs between decays (schedule=step)")
-    t.add_argument("--gamma", type=float, help="decay factor (schedule=step)")
-    t.add_argument("--weight-decay", dest="weight_decay", type=float)
-    t.add_argument("--dropout", type=float)
     seed = t.add_mutually_exclusive_group()
-    seed.add_argument("--seed", type=int, help="the seed of the run (default: the preset's, 0)")
     seed.add_argument("--seeds", metavar="S,S,...",
                       help="several seeds, e.g. 0,1,2: every objective trained once per seed; the JSON adds "
                            "mean ± 95%% CI per objective and paired verdicts against CE")
-    t.add_argument("--sampler", choices=SAMPLERS)
-    t.add_argument("--device", choices=DEVICES)
-    t.add_argument("--latent-samples", dest="latent_samples", type=int)
-    t.add_argument("--adv-attack", dest="adv_attack", choices=ADV_ATTACKS,
-                   help="adversarial training: craft FGSM or PGD examples every step (default none)")
-    t.add_argument("--adv-eps", dest="adv_eps", type=float, help="ℓ∞ budget in [0, 1] pixel units (default 0.03)")
-    t.add_argument("--adv-step", dest="adv_step", type=float, help="PGD step size (default 0.01)")
-    t.add_argument("--adv-steps", dest="adv_steps", type=int, help="PGD iterations (default 10)")
-    t.add_argument("--adv-targeted", dest="adv_targeted", action="store_const", const=True,
-                   help="targeted examples, targets uniform over y_t ≠ y")
-    t.add_argument("--adv-loss", dest="adv_loss", choices=ADV_LOSSES,
-                   help="what the examples maximise: the objective's adaptive objective (default) or CE")
-    t.add_argument("--adv-clean-weight", dest="adv_clean_weight", type=float,
-                   help="weight of the clean loss; the adversarial loss gets the rest (GCCS 0.5, MMC 0)")
-    t.add_argument("--init-from", dest="init_from", metavar="RUN_ID",
-                   help="fine-tune: start from the model weights of a stored run")
+    add_setting_flags(t, groups={"seed": seed})
     t.add_argument("--threads", type=bounded_int(1, MAX_THREADS), help="torch CPU threads (default: torch's own)")
     t.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
     t.add_argument("--download", action="store_true", help="download a torchvision dataset if missing")

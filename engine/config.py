@@ -4,13 +4,19 @@ A ``TrainConfig`` describes one job: one dataset/model/recipe and one or more ob
 lockstep on identical batches. Each objective of it becomes one *run*, whose id is the hash of
 ``run_settings`` (everything that determines the result, nothing that only says where it ran), so a
 run trained alone or beside others gets the same id and the same weights.
+
+Each setting is declared once, beside its field, by ``setting(...)``: its label, help, bounds or
+choices, and how it enters a run's identity. The command line's flags (``add_setting_flags``), the
+Train page's inputs (``ui.widgets.setting_input``), ``validate`` and ``run_settings`` all read that
+declaration, so a new field cannot be shown, checked or hashed inconsistently.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable
 
 from models import ARCHITECTURES
 
@@ -31,6 +37,57 @@ ADV_LOSSES = ("adaptive", "ce")
 
 
 @dataclass(frozen=True)
+class Setting:
+    """The declaration of one training setting.
+
+    ``label`` is what the Train page shows and what error messages say; ``kind`` is the type of its
+    default (bool, int, float or str); numbers lie in ``low`` … ``high`` (``low`` excluded unless
+    ``low_inclusive``); a non-empty ``choices`` lists the allowed values. ``identity`` False: where a
+    run ran, not what it is (not hashed). ``omit_unless(config)`` False: the setting is left out of
+    the hash altogether (settings added after runs were stored without them keep those runs' ids).
+    ``default_unless(config)`` False: the setting has no effect, so it is hashed as its default (two
+    configurations that train the same run get one id).
+    """
+
+    label: str
+    kind: type
+    help: str = ""
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    expects: str = ""  # for str settings: what the value must be
+    identity: bool = True
+    omit_unless: Callable[[Any], bool] | None = None
+    default_unless: Callable[[Any], bool] | None = None
+
+    def bounds(self) -> str:
+        """The allowed values in words, e.g. "> 0 and ≤ 10" or "one of sgd, adam"."""
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is str:
+            return self.expects
+        low = f"{'≥' if self.low_inclusive else '>'} {_number_text(self.low)}" if self.low is not None else ""
+        high = f"≤ {_number_text(self.high)}" if self.high is not None else ""
+        return " and ".join(b for b in (low, high) if b)
+
+
+def _number_text(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def setting(default: Any, label: str, help: str = "", **declaration) -> Any:
+    """A ``TrainConfig`` field with its declaration (see ``Setting``)."""
+    return field(default=default, metadata={"setting": Setting(label, type(default), help, **declaration)})
+
+
+def _adversarial(c) -> bool:
+    return c.adv_attack != "none"
+
+
+@dataclass(frozen=True)
 class ObjectiveSpec:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -40,47 +97,68 @@ class ObjectiveSpec:
 class TrainConfig:
     """Settings of one training job (see the Train page or ``python -m engine train --help``)."""
 
-    dataset: str = "digits"
-    model: str = "cnn"
+    dataset: str = setting("digits", "dataset", "digits is embedded (scikit-learn); the others load through "
+                           "torchvision from $SIMPLEX_DATA_DIR, or download when allowed.", choices=DATASET_NAMES)
+    model: str = setting("cnn", "model", choices=ARCHITECTURES)
     objectives: tuple[ObjectiveSpec, ...] = (ObjectiveSpec("ce"),)
-    epochs: int = 100
-    batch_size: int = 200
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    schedule: str = "cosine"
-    step_size: int = 30  # epochs between decays for schedule="step"
-    gamma: float = 0.1  # decay factor for schedule="step"
-    weight_decay: float = 1e-3
-    dropout: float = 0.2
-    seed: int = 0
-    sampler: str = "random"
-    device: str = "auto"  # where it runs; not part of a run's identity
-    latent_samples: int = 1000  # size of the fixed test subset whose latents are published each epoch
+    epochs: int = setting(100, "epochs", low=1, high=100_000)
+    batch_size: int = setting(200, "batch size", "samples per step; GCCS uses per-batch class statistics "
+                                                 "(the paper's 200 is the default).", low=2, high=1_000_000)
+    optimizer: str = setting("sgd", "optimizer", choices=OPTIMIZERS)
+    lr: float = setting(0.01, "learning rate", low=0.0, high=10.0, low_inclusive=False)
+    momentum: float = setting(0.9, "momentum (SGD)", "SGD's momentum, Nesterov when > 0; Adam ignores it.",
+                              low=0.0, high=0.999, default_unless=lambda c: c.optimizer == "sgd")
+    schedule: str = setting("cosine", "schedule", choices=SCHEDULES)
+    step_size: int = setting(30, "step size (epochs, step schedule)", "epochs between decays (schedule step)",
+                             low=1, high=100_000, default_unless=lambda c: c.schedule == "step")
+    gamma: float = setting(0.1, "gamma (step schedule)", "decay factor (schedule step)", low=0.0, high=1.0,
+                           low_inclusive=False, default_unless=lambda c: c.schedule == "step")
+    weight_decay: float = setting(1e-3, "weight decay", low=0.0, high=1.0)
+    dropout: float = setting(0.2, "dropout (FC layers)", "dropout on the fully connected layers (GCCS paper: "
+                             "keep probability 0.8).",
+                             low=0.0, high=0.95)
+    seed: int = setting(0, "seed", low=0, high=2**31 - 1)
+    sampler: str = setting("random", "batch sampler", "balanced: every class spread evenly over the epoch, so each "
+                           "batch holds about batch/K samples of each class (GCCS needs ≥ 2 per class).",
+                           choices=SAMPLERS)
+    device: str = setting("auto", "device", "auto: the GPU when there is one, else the CPU.", choices=DEVICES,
+                          identity=False)
+    latent_samples: int = setting(1000, "latent samples", "size of the fixed test subset whose latents are "
+                                  "published each epoch", low=10, high=100_000)
     # Adversarial training (any objective): examples crafted on the objective's adaptive objective
     # (or CE on its logits); loss = clean_weight·L(clean) + (1 − clean_weight)·L(adversarial).
     # GCCS paper: FGSM, ε 0.03, clean_weight 0.5; MMC paper: PGD-10, ε 8/255, adversarial only (0).
-    adv_attack: str = "none"
-    adv_eps: float = 0.03
-    adv_step: float = 0.01  # PGD step (FGSM uses ε)
-    adv_steps: int = 10
-    adv_targeted: bool = False  # targets uniform over y_t ≠ y
-    adv_loss: str = "adaptive"
-    adv_clean_weight: float = 0.5
+    adv_attack: str = setting("none", "adversarial training", "Craft FGSM or PGD examples at every step on each "
+                              "objective's own adaptive attack objective (or CE). GCCS paper: FGSM ε 0.03, half "
+                              "clean; MMC paper: PGD-10 ε 8/255, adversarial only.", choices=ADV_ATTACKS,
+                              omit_unless=_adversarial)
+    adv_eps: float = setting(0.03, "training ε (ℓ∞)", "ℓ∞ budget of the training examples, pixels in [0, 1]", low=0.0,
+                             high=1.0, low_inclusive=False, omit_unless=_adversarial)
+    adv_step: float = setting(0.01, "PGD step", "PGD step size (FGSM steps by ε)", low=0.0, high=1.0,
+                              low_inclusive=False, omit_unless=_adversarial,
+                              default_unless=lambda c: c.adv_attack == "pgd")
+    adv_steps: int = setting(10, "PGD steps", "PGD iterations", low=1, high=1000, omit_unless=_adversarial,
+                             default_unless=lambda c: c.adv_attack == "pgd")
+    adv_targeted: bool = setting(False, "targeted (targets uniform over y_t ≠ y)", "targeted examples, targets "
+                                 "uniform over y_t ≠ y", omit_unless=_adversarial)
+    adv_loss: str = setting("adaptive", "examples maximise", "what the examples maximise: the objective's adaptive "
+                            "objective or CE on its logits", choices=ADV_LOSSES, omit_unless=_adversarial)
+    adv_clean_weight: float = setting(0.5, "weight of the clean loss", "weight of the clean loss; the adversarial "
+                                      "loss gets the rest (GCCS 0.5, MMC 0)", low=0.0, high=1.0,
+                                      omit_unless=_adversarial)
     # Fine-tuning: start from the weights of a stored run (GCCS paper: 100 epochs at lr 1e-3 on CE).
-    init_from: str = ""
+    init_from: str = setting("", "fine-tune from a stored run", "start from the model weights of a stored run "
+                             "(GCCS paper: 100 epochs at lr 1e-3 on top of CE)", expects="a stored run id (or empty)",
+                             omit_unless=lambda c: bool(c.init_from))
 
     def run_settings(self, objective: ObjectiveSpec) -> dict[str, Any]:
         """Everything that determines one objective's result (the hashed identity of the run)."""
-        settings = asdict(self)
-        for key in ("objectives", "device"):
-            settings.pop(key)
-        # Unused options do not change a run's identity (ids stay those of runs stored before them).
-        if self.adv_attack == "none":
-            for key in [k for k in settings if k.startswith("adv_")]:
-                settings.pop(key)
-        if not self.init_from:
-            settings.pop("init_from")
+        settings: dict[str, Any] = {}
+        for name, s in SETTINGS.items():
+            if not s.identity or (s.omit_unless and not s.omit_unless(self)):
+                continue
+            no_effect = s.default_unless and not s.default_unless(self)
+            settings[name] = DEFAULTS[name] if no_effect else getattr(self, name)
         settings["objective"] = objective.name
         settings["params"] = get_objective_class(objective.name).validate_params(objective.params)
         settings["schema"] = SCHEMA_VERSION
@@ -110,45 +188,68 @@ class TrainConfig:
         return validate(replace(self, **changes))
 
 
+SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(TrainConfig) if "setting" in f.metadata}
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig) if f.name in SETTINGS}
+
+
+def _canonical(value: Any, path: str) -> Any:
+    """JSON's own types only: anything else would be hashed by its str(), which need not be stable."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: a run's settings must be finite numbers; got {value!r}")
+        return value
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _canonical(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    raise ConfigError(f"{path}: a run's settings hold only numbers, text, true/false, lists and tables; got "
+                      f"{type(value).__name__} {value!r}")
+
+
 def settings_hash(settings: dict[str, Any]) -> str:
-    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(_canonical(settings, "settings"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _choice(field_name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field_name} must be one of {', '.join(allowed)}; got {value!r}")
+def field_name(name: str) -> str:
+    """How messages name a setting: its label, and its field name where the label differs."""
+    label = SETTINGS[name].label
+    return name if label == name else f"{label} ({name})"
 
 
-def _number(field_name: str, value: Any, kind: type, low: float, high: float | None = None,
-            low_inclusive: bool = True) -> Any:
+def check_setting(name: str, value: Any) -> Any:
+    """``value`` checked against the declaration of setting ``name``; numbers cast to its kind."""
+    s = SETTINGS[name]
+    if s.choices:
+        if value not in s.choices:
+            raise ConfigError(f"{field_name(name)} must be {s.bounds()}; got {value!r}")
+        return value
+    if s.kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{field_name(name)} must be true or false; got {value!r}")
+        return value
+    if s.kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{field_name(name)} must be {s.expects}; got {value!r}")
+        return value.strip()
     try:
-        ok_type = not isinstance(value, bool) and (kind is float or float(value) == int(value))
-        number = kind(value)
+        ok_type = not isinstance(value, bool) and (s.kind is float or float(value) == int(value))
+        number = s.kind(value)
     except (TypeError, ValueError, OverflowError):
         ok_type = False
     if not ok_type or number != number:
-        raise ConfigError(f"{field_name} must be a{'n integer' if kind is int else ' number'}; got {value!r}")
-    if (number < low or (number == low and not low_inclusive)) or (high is not None and number > high):
-        bound = f"{'≥' if low_inclusive else '>'} {low}" + ("" if high is None else f" and ≤ {high}")
-        raise ConfigError(f"{field_name} must be {bound}; got {value!r}")
+        raise ConfigError(f"{field_name(name)} must be a{'n integer' if s.kind is int else ' number'}; got {value!r}")
+    if ((s.low is not None and (number < s.low or (number == s.low and not s.low_inclusive)))
+            or (s.high is not None and number > s.high)):
+        raise ConfigError(f"{field_name(name)} must be {s.bounds()}; got {value!r}")
     return number
 
 
 def validate(config: TrainConfig) -> TrainConfig:
     """Check every field; return a normalised copy (numbers cast, objective constants filled in)."""
-    _choice("dataset", config.dataset, DATASET_NAMES)
-    _choice("model", config.model, ARCHITECTURES)
-    _choice("optimizer", config.optimizer, OPTIMIZERS)
-    _choice("schedule", config.schedule, SCHEDULES)
-    _choice("sampler", config.sampler, SAMPLERS)
-    _choice("device", config.device, DEVICES)
-    _choice("adv_attack", config.adv_attack, ADV_ATTACKS)
-    _choice("adv_loss", config.adv_loss, ADV_LOSSES)
-    if not isinstance(config.adv_targeted, bool):
-        raise ConfigError(f"adv_targeted must be true or false; got {config.adv_targeted!r}")
-    if not isinstance(config.init_from, str):
-        raise ConfigError(f"init_from must be a stored run id (or empty); got {config.init_from!r}")
+    checked = {name: check_setting(name, getattr(config, name)) for name in SETTINGS}
     if not config.objectives:
         raise ConfigError(f"objectives: choose at least one of {', '.join(OBJECTIVES)}")
     names = [o.name for o in config.objectives]
@@ -156,25 +257,25 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("objectives: each objective may appear once per job")
     objectives = tuple(ObjectiveSpec(o.name, get_objective_class(o.name).validate_params(dict(o.params)))
                        for o in config.objectives)
-    return replace(
-        config,
-        objectives=objectives,
-        epochs=_number("epochs", config.epochs, int, 1, 100_000),
-        batch_size=_number("batch_size", config.batch_size, int, 2, 1_000_000),
-        lr=_number("lr", config.lr, float, 0.0, 10.0, low_inclusive=False),
-        momentum=_number("momentum", config.momentum, float, 0.0, 0.999),
-        step_size=_number("step_size", config.step_size, int, 1),
-        gamma=_number("gamma", config.gamma, float, 0.0, 1.0, low_inclusive=False),
-        weight_decay=_number("weight_decay", config.weight_decay, float, 0.0, 1.0),
-        dropout=_number("dropout", config.dropout, float, 0.0, 0.95),
-        seed=_number("seed", config.seed, int, 0, 2**31 - 1),
-        latent_samples=_number("latent_samples", config.latent_samples, int, 10, 100_000),
-        adv_eps=_number("adv_eps", config.adv_eps, float, 0.0, 1.0, low_inclusive=False),
-        adv_step=_number("adv_step", config.adv_step, float, 0.0, 1.0, low_inclusive=False),
-        adv_steps=_number("adv_steps", config.adv_steps, int, 1, 1000),
-        adv_clean_weight=_number("adv_clean_weight", config.adv_clean_weight, float, 0.0, 1.0),
-        init_from=config.init_from.strip(),
-    )
+    return replace(config, objectives=objectives, **checked)
+
+
+def add_setting_flags(parser, groups: dict[str, Any] | None = None) -> None:
+    """One flag per setting (``--batch-size`` for ``batch_size``), each defaulting to None so that a
+    preset's value stands unless the flag is given; ``groups`` puts a setting's flag in another group
+    (the seed shares a mutually exclusive group with ``--seeds``)."""
+    for name, s in SETTINGS.items():
+        target = (groups or {}).get(name, parser)
+        flag, help_text = "--" + name.replace("_", "-"), (s.help or s.label).replace("%", "%%")
+        if s.choices:
+            target.add_argument(flag, dest=name, choices=s.choices, help=f"{help_text} [default {DEFAULTS[name]}]")
+        elif s.kind is bool:
+            target.add_argument(flag, dest=name, action="store_const", const=True, help=help_text)
+        elif s.kind is str:
+            target.add_argument(flag, dest=name, metavar=name.upper(), help=f"{help_text} [{s.expects}]")
+        else:
+            target.add_argument(flag, dest=name, type=s.kind, metavar=name.upper(),
+                                help=f"{help_text} [{s.bounds()}; default {DEFAULTS[name]}]")
 
 
 def warnings_for(config: TrainConfig, num_classes: int) -> list[str]:

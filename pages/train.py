@@ -1,15 +1,13 @@
 """Train page: every setting of a training job, objectives in lockstep, live curves."""
 import streamlit as st
 
-from engine.config import (ADV_ATTACKS, ADV_LOSSES, DEVICES, OPTIMIZERS, PRESET_NOTES, PRESETS, SAMPLERS, SCHEDULES, ObjectiveSpec,
-                           TrainConfig, preset_params, warnings_for)
+from engine.config import PRESET_NOTES, PRESETS, SETTINGS, ObjectiveSpec, TrainConfig, preset_params, warnings_for
 from engine.data import DATASETS
 from engine.groups import parse_seeds
 from engine.objectives import OBJECTIVES, ConfigError
-from models import ARCHITECTURES
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager, get_store
-from ui.widgets import listing_warning, comparison_view, param_input, worst_case_view
+from ui.widgets import comparison_view, listing_warning, param_input, setting_input, worst_case_view
 
 MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
                 "resnet20": "CIFAR ResNet-20", "resnet32": "CIFAR ResNet-32"}
@@ -23,7 +21,6 @@ OBJECTIVE_NOTES = {
     "pcl": "The first warmup_epochs train CE only (PCL Algorithm 1); pull and push are still plotted.",
 }
 quick = PRESETS["quick"]
-defaults = TrainConfig()
 
 st.title("Train")
 st.caption("Defaults are the " + PRESET_NOTES["quick"] + ". Several objectives train in lockstep on identical "
@@ -35,62 +32,41 @@ names = st.multiselect("objectives", list(OBJECTIVES), default=["ce", "gccs"],
 # Outside the form, so that what depends on them follows as soon as they change: the constants a
 # preset tunes to its data set, and the stored runs one can fine-tune from.
 c1, c2, c3 = st.columns(3)
-dataset = c1.selectbox("dataset", list(DATASETS), index=list(DATASETS).index(quick["dataset"]),
-                       format_func=lambda d: f"{d} · {DATASETS[d].label}",
-                       help="digits is embedded (scikit-learn); the others load through torchvision "
-                            "from $SIMPLEX_DATA_DIR, or download when allowed below.")
-model = c2.selectbox("model", ARCHITECTURES, index=ARCHITECTURES.index(quick["model"]), format_func=MODEL_LABELS.get)
-device = c3.selectbox("device", DEVICES, help="auto: the GPU when there is one, else the CPU.")
+values = {"dataset": setting_input("dataset", c1, quick["dataset"], format_func=lambda d: f"{d} · {DATASETS[d].label}"),
+          "model": setting_input("model", c2, quick["model"], format_func=MODEL_LABELS.get),
+          "device": setting_input("device", c3)}
+dataset, model = values["dataset"], values["model"]
 with st.form("train-form"):
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("epochs", min_value=1, max_value=100_000, value=quick["epochs"])
-    batch_size = c2.number_input("batch size", min_value=2, max_value=100_000, value=quick["batch_size"],
-                                 help="GCCS uses per-batch class statistics: the paper's 200 is the default.")
-    lr = c3.number_input("learning rate", min_value=0.0, value=quick["lr"], format="%g")
+    for name, col in zip(("epochs", "batch_size", "lr"), (c1, c2, c3)):
+        values[name] = setting_input(name, col, quick[name])
     seeds_text = c4.text_input("seeds", value=str(quick["seed"]),
                                help="Comma-separated, e.g. 0,1,2: one job per seed. With ≥ 2 seeds the page adds mean "
                                     "± 95 % CI per objective and paired per-seed verdicts against CE.")
 
     with st.expander("optimiser, schedule, regularisation, sampler"):
-        c1, c2, c3, c4 = st.columns(4)
-        optimizer = c1.selectbox("optimizer", OPTIMIZERS, index=OPTIMIZERS.index(quick["optimizer"]))
-        momentum = c2.number_input("momentum (SGD)", min_value=0.0, max_value=0.999, value=defaults.momentum)
-        schedule = c3.selectbox("schedule", SCHEDULES, index=SCHEDULES.index(quick["schedule"]))
-        weight_decay = c4.number_input("weight decay", min_value=0.0, value=quick["weight_decay"], format="%g")
-        c1, c2, c3, c4 = st.columns(4)
-        step_size = c1.number_input("step size (epochs, step schedule)", min_value=1, value=defaults.step_size)
-        gamma = c2.number_input("gamma (step schedule)", min_value=0.0, max_value=1.0, value=defaults.gamma)
-        dropout = c3.number_input("dropout (FC layers)", min_value=0.0, max_value=0.95, value=quick["dropout"],
-                                  help="GCCS paper: keep probability 0.8 on all FC layers.")
-        sampler = c4.selectbox("batch sampler", SAMPLERS,
-                               help="balanced: every class spread evenly over the epoch, so each batch holds "
-                                    "about batch/K samples of each class (GCCS needs ≥ 2 per class).")
+        for row in (("optimizer", "momentum", "schedule", "weight_decay"), ("step_size", "gamma", "dropout", "sampler"),
+                    ("latent_samples",)):
+            for name, col in zip(row, st.columns(4)):
+                values[name] = setting_input(name, col, quick.get(name))
 
     with st.expander("adversarial training and fine-tuning"):
+        adv_loss_text = {"adaptive": "the adaptive objective", "ce": "CE on the logits"}.get
+        for name, col in zip(("adv_attack", "adv_eps", "adv_step", "adv_steps"), st.columns(4)):
+            values[name] = setting_input(name, col)
         c1, c2, c3, c4 = st.columns(4)
-        adv_attack = c1.selectbox("adversarial training", ADV_ATTACKS,
-                                  help="Craft FGSM or PGD examples at every step on each objective's own adaptive "
-                                       "attack objective (or CE). GCCS paper: FGSM ε 0.03, half clean; MMC paper: "
-                                       "PGD-10 ε 8/255, adversarial only.")
-        adv_eps = c2.number_input("ε (ℓ∞, pixels in [0, 1])", min_value=0.0, max_value=1.0, value=defaults.adv_eps,
-                                  format="%g")
-        adv_step = c3.number_input("PGD step", min_value=0.0, max_value=1.0, value=defaults.adv_step, format="%g")
-        adv_steps = c4.number_input("PGD steps", min_value=1, max_value=1000, value=defaults.adv_steps)
-        c1, c2, c3, c4 = st.columns(4)
-        adv_loss = c1.selectbox("examples maximise", ADV_LOSSES,
-                                format_func={"adaptive": "the adaptive objective", "ce": "CE on the logits"}.get)
-        adv_clean_weight = c2.number_input("weight of the clean loss", min_value=0.0, max_value=1.0,
-                                           value=defaults.adv_clean_weight, help="0: adversarial examples only")
-        adv_targeted = c3.checkbox("targeted (targets uniform over y_t ≠ y)", value=False)
+        values["adv_loss"] = setting_input("adv_loss", c1, format_func=adv_loss_text)
+        values["adv_clean_weight"] = setting_input("adv_clean_weight", c2)
+        values["adv_targeted"] = setting_input("adv_targeted", c3)
         listing = get_store().list_runs()
         listing_warning(listing)
         stored = [r for r in listing if r["dataset"] == dataset and r["model"] == model]
-        init_from = c4.selectbox("fine-tune from a stored run", [""] + [r["run_id"] for r in stored],
-                                 format_func=lambda r: "no: train from scratch" if not r else next(
-                                     f"{x['objective'].upper()} ({r[:6]}) · {x['settings']['epochs']} ep · acc "
-                                     f"{x['final']['test_acc']:.3f}" for x in stored if x["run_id"] == r),
-                                 help="Start from a stored run's weights of this dataset and model (GCCS paper: "
-                                      "100 epochs at lr 1e-3 on top of CE).")
+        init = SETTINGS["init_from"]
+        values["init_from"] = c4.selectbox(init.label, [""] + [r["run_id"] for r in stored],
+                                            format_func=lambda r: "no: train from scratch" if not r else next(
+                                                f"{x['objective'].upper()} ({r[:6]}) · {x['settings']['epochs']} ep · "
+                                                f"acc {x['final']['test_acc']:.3f}" for x in stored if x["run_id"] == r),
+                                            help=init.help + " (a run of this dataset and model).")
 
     params: dict[str, dict] = {}
     for name in names:
@@ -123,12 +99,7 @@ if submitted:
     try:
         seeds = parse_seeds(seeds_text, "seeds")
         config = TrainConfig.from_dict(dict(
-            dataset=dataset, model=model, objectives=tuple(ObjectiveSpec(n, params.get(n, {})) for n in names),
-            epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, schedule=schedule,
-            step_size=step_size, gamma=gamma, weight_decay=weight_decay, dropout=dropout,
-            seed=seeds[0], sampler=sampler, device=device, adv_attack=adv_attack, adv_eps=adv_eps, adv_step=adv_step,
-            adv_steps=adv_steps, adv_targeted=adv_targeted, adv_loss=adv_loss, adv_clean_weight=adv_clean_weight,
-            init_from=init_from))
+            values, seed=seeds[0], objectives=tuple(ObjectiveSpec(n, params.get(n, {})) for n in names)))
         configs = [config.with_(seed=seed) for seed in seeds]
         job_ids = [get_manager().submit_training(c, force=force, download=download,
                                                  title=None if len(seeds) == 1 else

@@ -48,7 +48,7 @@ def test_train_prints_json_then_reuses_and_lists(tmp_path):
     (["--dataset", "mnist", "--data-dir", "/nonexistent"], ["mnist", "/nonexistent/MNIST/raw/train-images-idx3-ubyte"]),
     (["--batch-size", "2000", "--epochs", "1"], ["batch_size"]),
     (["--init-from", "nope", "--epochs", "1"], ["init_from", "'nope'", "python -m engine runs"]),
-    (["--adv-attack", "pgd", "--adv-eps", "2"], ["adv_eps", "≤ 1.0"]),
+    (["--adv-attack", "pgd", "--adv-eps", "2"], ["adv_eps", "≤ 1"]),
 ])
 def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, args, words):
     proc = cli("train", *args, store=tmp_path, check=False)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from engine.config import DEFAULTS, SETTINGS
 from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
 from engine.objectives import Objective, Param
 from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
@@ -91,6 +92,28 @@ def param_input(objective: type[Objective] | str, param: Param, key: str, preset
     if isinstance(param.default, int):
         return st.number_input(label, value=value, step=1, help=help_text, key=key)
     return st.number_input(label, value=float(value), format="%g", help=help_text, key=key)
+
+
+def setting_input(name: str, container=st, value: Any = None, **widget) -> Any:
+    """The input for training setting ``name``, built from its declaration in ``engine.config``: its
+    label, help, allowed values and bounds (stated in the help); ``value`` prefills it (default: the
+    setting's default); ``widget`` passes on, e.g. ``format_func`` or ``key``."""
+    s = SETTINGS[name]
+    value = DEFAULTS[name] if value is None else value
+    bounds = s.bounds()
+    help_text = " ".join(t for t in (s.help, "" if s.choices or s.kind is bool or not bounds
+                                     else f"Allowed: {bounds}.") if t) or None
+    if s.choices:
+        return container.selectbox(s.label, s.choices, index=list(s.choices).index(value), help=help_text, **widget)
+    if s.kind is bool:
+        return container.checkbox(s.label, value=bool(value), help=help_text, **widget)
+    if s.kind is str:
+        return container.text_input(s.label, value=value, help=help_text, **widget)
+    limits = {"min_value": None if s.low is None else s.kind(s.low),
+              "max_value": None if s.high is None else s.kind(s.high)}
+    if s.kind is int:
+        return container.number_input(s.label, value=int(value), step=1, help=help_text, **limits, **widget)
+    return container.number_input(s.label, value=float(value), format="%g", help=help_text, **limits, **widget)
 
 
 def attack_param_inputs(attack: str, key: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
