@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST
 
 
 @dataclass
@@ -95,30 +92,22 @@ def default_data_dir() -> Path:
 # the file exists. Overriding _check_integrity alone would not do, because CIFAR's _load_meta checks the
 # md5 of batches.meta / meta separately. MNIST needs none of this: torchvision never checksums raw files.
 
-class _CIFAR10Unverified(CIFAR10):
-    train_list = [[f, None] for f, _ in CIFAR10.train_list]
-    test_list = [[f, None] for f, _ in CIFAR10.test_list]
-    meta = {**CIFAR10.meta, "md5": None}
+# torchvision and scikit-learn are imported where a dataset is loaded: together they cost over a
+# second and hundreds of MB in every process, also in the commands that never load data.
+@functools.lru_cache(maxsize=None)
+def _torchvision_class(name: str, verify_checksums: bool):
+    """The torchvision dataset class for ``name``; without checksums for CIFAR and SVHN unless asked."""
+    from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST
 
-
-class _CIFAR100Unverified(CIFAR100):
-    train_list = [[f, None] for f, _ in CIFAR100.train_list]
-    test_list = [[f, None] for f, _ in CIFAR100.test_list]
-    meta = {**CIFAR100.meta, "md5": None}
-
-
-class _SVHNUnverified(SVHN):
-    split_list = {split: [url, filename, None] for split, (url, filename, _) in SVHN.split_list.items()}
-
-
-# name -> (class used with verify_checksums=True, class used with verify_checksums=False)
-_TORCHVISION = {
-    "mnist": (MNIST, MNIST),
-    "fashion-mnist": (FashionMNIST, FashionMNIST),
-    "svhn": (SVHN, _SVHNUnverified),
-    "cifar10": (CIFAR10, _CIFAR10Unverified),
-    "cifar100": (CIFAR100, _CIFAR100Unverified),
-}
+    if name in ("mnist", "fashion-mnist"):
+        return MNIST if name == "mnist" else FashionMNIST
+    if name == "svhn":
+        return SVHN if verify_checksums else type("SVHNUnverified", (SVHN,), {
+            "split_list": {split: [url, filename, None] for split, (url, filename, _) in SVHN.split_list.items()}})
+    base = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+    return base if verify_checksums else type(f"{base.__name__}Unverified", (base,), {
+        "train_list": [[f, None] for f, _ in base.train_list], "test_list": [[f, None] for f, _ in base.test_list],
+        "meta": {**base.meta, "md5": None}})
 
 
 # -----------------------------------------------------------------------------
@@ -148,6 +137,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
 def _digits_tensors() -> tuple[torch.Tensor, ...]:
     # scikit-learn bundles these 1,797 8x8 images (values 0..16), so this never needs the network.
     # A fixed stratified split keeps every run, and every test, on the same 1,347 / 450 images.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     x = torch.from_numpy(digits.images).float().div_(16).unsqueeze(1)  # (N, 1, 8, 8)
     y = torch.from_numpy(digits.target).long()
@@ -158,7 +150,7 @@ def _digits_tensors() -> tuple[torch.Tensor, ...]:
 
 
 def _load_torchvision(name: str, root: Path, download: bool, verify_checksums: bool):
-    cls = _TORCHVISION[name][0 if verify_checksums else 1]
+    cls = _torchvision_class(name, verify_checksums)
     try:
         if name == "svhn":
             train, test = cls(root, split="train", download=download), cls(root, split="test", download=download)
@@ -175,6 +167,8 @@ def _load_torchvision(name: str, root: Path, download: bool, verify_checksums: b
 def _to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
     # Take the arrays torchvision has already loaded and convert them in bulk: indexing the dataset
     # would build one PIL image per sample, which is slow and pointless here.
+    from torchvision.datasets import CIFAR10, MNIST
+
     if isinstance(ds, MNIST):  # also FashionMNIST; .data is a uint8 tensor (N, 28, 28)
         x, y = ds.data.unsqueeze(1), ds.targets
     elif isinstance(ds, CIFAR10):  # also CIFAR100; .data is uint8 NHWC, .targets a list of ints

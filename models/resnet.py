@@ -13,7 +13,6 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 from torch import Tensor
-from torchvision.models import resnet18
 
 from . import LatentModel
 from .input_conv import InputConv2d
@@ -52,6 +51,8 @@ class ResNet18(LatentModel):
                  mean: Sequence[float] = (0.0,), std: Sequence[float] = (1.0,)):
         super().__init__(in_channels, latent_dim, dropout, mean, std)
         # num_classes=latent_dim: torchvision's fc is then exactly Linear(512, latent_dim), our mapper
+        from torchvision.models import resnet18  # imported here: torchvision costs a second to import
+
         net = resnet18(weights=None, num_classes=self.latent_dim)
 
         # small-image stem; re-initialised the way torchvision initialises its convs

@@ -1,11 +1,19 @@
-"""The command line as a user runs it: a subprocess, JSON on stdout, errors on stderr."""
+"""The command line as a user runs it: a subprocess, JSON on stdout, errors on stderr.
+
+The cases of bad input run in this process (``main``, as ``python -m engine`` calls it): a subprocess
+spends seconds importing torch before it reaches the same message.
+"""
+import io
 import json
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+
+from engine.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,6 +25,18 @@ def cli(*args, store, check=True):
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def in_process(*args, store, monkeypatch) -> subprocess.CompletedProcess:
+    """``python -m engine ARGS`` run by its ``main`` in this process: exit code, stdout, stderr."""
+    monkeypatch.setenv("SIMPLEX_STORE", str(store))
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_train_prints_json_then_reuses_and_lists(tmp_path):
@@ -50,23 +70,24 @@ def test_train_prints_json_then_reuses_and_lists(tmp_path):
     (["--init-from", "nope", "--epochs", "1"], ["init_from", "'nope'", "python -m engine runs"]),
     (["--adv-attack", "pgd", "--adv-eps", "2"], ["adv_eps", "≤ 1"]),
 ])
-def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, args, words):
-    proc = cli("train", *args, store=tmp_path, check=False)
+def test_bad_input_is_a_clear_message_and_exit_code_2(tmp_path, monkeypatch, args, words):
+    proc = in_process("train", *args, store=tmp_path, monkeypatch=monkeypatch)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     for word in words:
         assert word in proc.stderr
-    assert not any((tmp_path).glob("*")) or json.loads(cli("runs", store=tmp_path).stdout) == []
+    assert not any((tmp_path).glob("*")) or json.loads(in_process("runs", store=tmp_path,
+                                                                  monkeypatch=monkeypatch).stdout) == []
 
 
-def test_choices_are_checked_by_argparse(tmp_path):
-    proc = cli("train", "--model", "vgg", store=tmp_path, check=False)
+def test_choices_are_checked_by_argparse(tmp_path, monkeypatch):
+    proc = in_process("train", "--model", "vgg", store=tmp_path, monkeypatch=monkeypatch)
     assert proc.returncode == 2 and "invalid choice: 'vgg'" in proc.stderr and "resnet18" in proc.stderr
 
 
-def test_separability_warning_is_reported(tmp_path):
-    out = json.loads(cli("train", "--objective", "gccs", "--param", "mu_t=3", "--epochs", "1", "--quiet",
-                         store=tmp_path).stdout)
+def test_separability_warning_is_reported(tmp_path, monkeypatch):
+    out = json.loads(in_process("train", "--objective", "gccs", "--param", "mu_t=3", "--epochs", "1", "--quiet",
+                                store=tmp_path, monkeypatch=monkeypatch).stdout)
     assert any("√(2K)" in w for w in out["warnings"])
 
 
@@ -78,16 +99,16 @@ def test_separability_warning_is_reported(tmp_path):
     (["attack", "RUN", "--seed", "18446744073709551616"], ["--seed", "0 … 2147483647"]),
     (["train", "--threads", "0"], ["--threads", "1 … 256"]),
 ])
-def test_out_of_range_numbers_are_refused_with_the_flag_and_its_range(tmp_path, args, words):
-    proc = cli(*args, store=tmp_path, check=False)
+def test_out_of_range_numbers_are_refused_with_the_flag_and_its_range(tmp_path, monkeypatch, args, words):
+    proc = in_process(*args, store=tmp_path, monkeypatch=monkeypatch)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert all(w in proc.stderr for w in words), proc.stderr
 
 
-def test_a_store_that_is_a_file_is_refused(tmp_path):
+def test_a_store_that_is_a_file_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "not-a-folder"
     path.write_text("x")
-    proc = cli("--store", str(path), "runs", store=tmp_path, check=False)
+    proc = in_process("--store", str(path), "runs", store=tmp_path, monkeypatch=monkeypatch)
     assert proc.returncode == 2 and "is a file" in proc.stderr and "--store" in proc.stderr
     proc = cli("runs", store=path, check=False)
     assert proc.returncode == 2 and "$SIMPLEX_STORE" in proc.stderr and "Traceback" not in proc.stderr

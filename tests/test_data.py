@@ -2,7 +2,10 @@
 through torchvision's own classes. Never touches the network (download=False throughout)."""
 
 import pickle
+import subprocess
+import sys
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +248,12 @@ def test_unknown_name_lists_allowed_values():
     assert "dataset" in msg and "imagenet" in msg
     assert all(n in msg for n in DATASET_NAMES)
     assert DATASET_NAMES == ("digits", "mnist", "fashion-mnist", "svhn", "cifar10", "cifar100")
+
+
+def test_the_command_line_and_the_engine_import_neither_torchvision_nor_scikit_learn():
+    """They cost over a second and hundreds of MB per process; only loading a dataset needs them."""
+    code = ("import sys, engine.__main__, engine.train, engine.jobs, cache; "
+            "print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]", out.stderr
