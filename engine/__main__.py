@@ -44,6 +44,9 @@ def run_summary(record: dict[str, Any], reused: bool) -> dict[str, Any]:
         "train_seconds": record["timing"]["train_seconds"],
         "device": record["device"],
         "reused": reused,
+        # stored all the same, and flagged: a run at chance (a too-high learning rate, too few epochs)
+        "diverged": bool(record.get("diverged", False)),
+        "diverged_reason": record.get("diverged_reason"),
     }
 
 
@@ -133,11 +136,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise
     groups = seed_groups(records)
     names = {o.name for o in config.objectives}
+    diverged = [f"run {r['run_id']} ({r['objective']}, seed {r['settings']['seed']}): {r['diverged_reason']}"
+                for r in records if r.get("diverged")]
+    for warning in diverged:
+        print(f"warning: {warning}", file=sys.stderr)
     out = {"runs": [run_summary(r, r["run_id"] in existing and not args.force) for r in records],
            "groups": groups,
            # paired verdicts (objective − CE, seed by seed) when CE and another objective were trained
            "comparisons": comparisons(groups) if "ce" in names and len(names) > 1 else [],
-           "warnings": warnings_for(config, records[0]["num_classes"]),
+           "warnings": warnings_for(config, records[0]["num_classes"]) + diverged,
            "store": str(store.path)}
     if args.preset:
         out["preset"] = {"name": args.preset, "note": PRESET_NOTES[args.preset]}

@@ -144,7 +144,7 @@ def seed_groups(records: Iterable[dict[str, Any]], metric_of: MetricOf | None = 
     """Stored run records grouped so that the runs of one group differ only by their seed.
 
     Each group: ``{"key", "setting", "objective", "dataset", "model", "params", "run_ids", "seeds",
-    "values", "clean_accuracy", "macro_f1", "r_ab"}``, its runs ordered by seed; ``values[metric]``
+    "diverged_seeds", "values", "clean_accuracy", "macro_f1", "r_ab"}``, its runs ordered by seed; ``values[metric]``
     lists the per-run values in that order and each metric name maps to ``mean_ci`` of them.
     ``extra_metrics`` are asked of ``metric_of(run_id, metric)`` (a float or None per run) and added
     the same way. A record given twice counts once. Order: dataset, model, setting, then objective as
@@ -166,6 +166,8 @@ def seed_groups(records: Iterable[dict[str, Any]], metric_of: MetricOf | None = 
                        "dataset": first["settings"]["dataset"], "model": first["settings"]["model"],
                        "params": first["settings"]["params"], "run_ids": run_ids,
                        "seeds": [r["settings"]["seed"] for r in runs], "values": values,
+                       # counted in the mean like any seed (the recipe produced them), and named
+                       "diverged_seeds": [r["settings"]["seed"] for r in runs if r.get("diverged")],
                        **{m: mean_ci(v) for m, v in values.items()}})
     return sorted(groups, key=lambda g: (g["dataset"], g["model"], g["setting"], _objective_rank(g["objective"]),
                                          g["key"]))

@@ -59,6 +59,7 @@ class Job:
     detail: str = ""  # evaluations: what the progress bar says (the training panel uses epoch/step)
     error: str | None = None
     result: Any = None
+    released: bool = False  # its payload (curves, latents, points, result) was dropped; see JobManager
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -135,10 +136,16 @@ class JobManager:
             OpenMP threads slow down badly when they have to share cores with other busy processes
             (measured on 2 cores: the quick preset took 3 min beside a browser with 2 threads).
         data_dir, download: passed to the dataset loader.
+        keep_finished (int): finished jobs kept whole, newest first. Default 50. An older finished
+            job is *released*: its curves, latents, points and result are dropped (what it computed
+            is in the store), and a small record of it stays (title, status, runs, error), so a page
+            still holding its id reads ``released`` instead of failing.
     """
 
-    def __init__(self, store=None, cpu_workers: int = 1, data_dir=None, download: bool = False):
+    def __init__(self, store=None, cpu_workers: int = 1, data_dir=None, download: bool = False,
+                 keep_finished: int = 50):
         self.store = store
+        self.keep_finished = keep_finished
         self.data_dir = data_dir
         self.download = download
         self.jobs: dict[str, Job] = {}
@@ -321,6 +328,16 @@ class JobManager:
                 return job
             time.sleep(poll)
 
+    def _release_old(self) -> None:
+        """Drop the payload of every finished job but the newest ``keep_finished``."""
+        with self.lock:
+            finished = sorted((j for j in self.jobs.values() if j.status in FINISHED and not j.released),
+                              key=lambda j: j.finished or 0, reverse=True)
+        for job in finished[self.keep_finished:]:
+            with job.lock:
+                job.history, job.latents, job.points, job.worst_case = {}, {}, [], []
+                job.result, job.released = None, True
+
     # --- the worker ----------------------------------------------------------------------------
     def _worker(self, device: str, jobs: queue.Queue) -> None:
         if device == "cpu":
@@ -347,3 +364,4 @@ class JobManager:
                 if status == DONE:
                     job.progress = 1.0
                     job.eta = 0.0
+            self._release_old()

@@ -240,6 +240,7 @@ def runs_table(store, attack: str | None = None, eps: float | None = None,
             "adversarial_training": adversarial_summary(s),
             "fine_tuned_from": s.get("init_from") or None,
             "clean_acc": _number(final.get("test_acc")),
+            "diverged": bool(record.get("diverged", False)),
             # the headline robust accuracy, next to the clean one
             **{worst_case_key(e): _number(head["eps"].get(e)) if head else None for e in grid},
             "worst_case_source": worst_case_source(head),

@@ -275,7 +275,7 @@ def views_of(member: Member, x: torch.Tensor) -> dict[str, dict[str, np.ndarray 
     """The objective's extra latent spaces (e.g. PCL's layers) for the fixed test subset."""
     member.model.eval()
     member.objective.eval()
-    return {name: {"z": f.float().cpu().numpy().astype(np.float16),
+    return {name: {"z": compact(f.float().cpu().numpy()),
                    "geometry": None if c is None else c.float().cpu().numpy().copy()}
             for name, (f, c) in member.objective.views(member.model, x).items()}
 
@@ -304,10 +304,44 @@ def fixed_subset(n_test: int, size: int) -> torch.Tensor:
 
 
 def thin(snapshots: list, limit: int = MAX_SNAPSHOTS) -> list:
-    """Keep every other snapshot once past the limit (always keeping the newest)."""
-    if len(snapshots) <= limit:
+    """Evenly spaced (epoch, latents) snapshots: the first epoch, every ``stride``-th after it and the
+    newest, at most ``limit`` of them. The stride is the smallest power of two that keeps at most
+    ``limit`` of them from the first epoch to the newest, so it only grows as epochs are appended
+    one at a time and every epoch it keeps was kept before (a 1,800-epoch run keeps epochs 1, 33,
+    65, ..., 1,793 and 1,800)."""
+    if not snapshots:
         return snapshots
-    return snapshots[::2] if len(snapshots) % 2 == 1 else snapshots[::2] + snapshots[-1:]
+    first, last = snapshots[0][0], snapshots[-1][0]
+    stride = 1
+    while (last - first) // stride + 1 + ((last - first) % stride > 0) > limit:
+        stride *= 2
+    return [s for s in snapshots[:-1] if (s[0] - first) % stride == 0] + snapshots[-1:]
+
+
+def compact(latents: np.ndarray) -> np.ndarray:
+    """Latents as float16 to halve what is stored and sent, unless a value does not fit (|z| beyond
+    65,504 or not finite, as in a run that diverged): then float32, so nothing is turned into inf."""
+    latents = np.asarray(latents, dtype=np.float32)
+    fits = latents.size == 0 or (np.isfinite(latents).all() and np.abs(latents).max() <= np.finfo(np.float16).max)
+    return latents.astype(np.float16) if fits else latents
+
+
+def divergence(final: dict[str, Any], y_test: torch.Tensor, num_classes: int, latents: np.ndarray) -> str | None:
+    """Why a finished run learned nothing usable, or None. The run is stored all the same (it is what
+    these settings produce, and a study's cell must not silently retrain or vanish); the reason is
+    kept in its record, listed and warned about. Chance is the share of the most frequent test
+    class (what a constant prediction scores); up to two binomial standard errors above it the test
+    accuracy is indistinguishable from guessing."""
+    if not np.isfinite(latents).all():
+        return "its latents became infinite or NaN (the weights diverged)"
+    n = len(y_test)
+    chance = float(torch.bincount(y_test.cpu(), minlength=num_classes).max()) / n
+    band = 2 * math.sqrt(chance * (1 - chance) / n)
+    if final["test_acc"] <= chance + band:
+        return (f"its test accuracy {final['test_acc']:.3f} is no better than chance (the most frequent class's "
+                f"{chance:.3f} + 2 standard errors = {chance + band:.3f} on {n} test images): it diverged or did not "
+                f"train long enough; try a lower learning rate or more epochs")
+    return None
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -406,7 +440,7 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
                      "lr": member.optimizer.param_groups[0]["lr"], "train_seconds": member.step_seconds,
                      **metrics}
             member.history.append(entry)
-            member.snapshots = thin(member.snapshots + [(epoch, snapshot.astype(np.float16))])
+            member.snapshots = thin(member.snapshots + [(epoch, compact(snapshot))])
             member.views = views_of(member, data.x_test[subset])
             emit({"type": "epoch", "run_id": member.run_id, "objective": member.spec.name, "metrics": entry,
                   "latents": snapshot, "labels": y_subset, "geometry": geometry_of(member), "views": member.views})
@@ -416,7 +450,7 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
         record = make_record(config, member, data, device, job_seconds, warnings)
         if store is not None:
             store.save_run(record, checkpoint_of(member),
-                           {"z": member.snapshots[-1][1].astype(np.float32), "y": y_subset,
+                           {"z": np.asarray(member.snapshots[-1][1], dtype=np.float32), "y": y_subset,
                             "indices": subset.cpu().numpy(), "snapshots": member.snapshots,
                             "views": member.views})
         records[member.run_id] = record
@@ -452,6 +486,7 @@ def checkpoint_of(member: Member) -> dict[str, Any]:
 def make_record(config: TrainConfig, member: Member, data: Dataset, device: torch.device,
                 job_seconds: float, warnings: list[str]) -> dict[str, Any]:
     final = member.history[-1]
+    diverged = divergence(final, data.y_test, data.num_classes, member.snapshots[-1][1])
     return {
         "run_id": member.run_id,
         "created": time.time(),
@@ -470,7 +505,9 @@ def make_record(config: TrainConfig, member: Member, data: Dataset, device: torc
                                          "diagnostics")},
         "timing": {"train_seconds": member.step_seconds, "job_seconds": job_seconds,
                    "epochs": config.epochs, "samples_per_s": final["samples_per_s"]},
-        "warnings": warnings,
+        "warnings": warnings + ([f"{member.spec.name}: {diverged}"] if diverged else []),
+        "diverged": diverged is not None,
+        "diverged_reason": diverged,
     }
 
 

@@ -12,7 +12,7 @@ from engine.objectives import ConfigError
 from engine.train import TrainingFailed
 from ui.export import table_downloads
 from ui.state import open_store, store_errors
-from ui.widgets import CHART_REFRESH_S, attack_param_inputs, listing_warning, run_label
+from ui.widgets import CHART_REFRESH_S, attack_param_inputs, listing_warning, released_note, run_label
 
 KEPT_GALLERIES = 4  # galleries kept per session, so going back to earlier settings is instant
 TILE_PX = 112  # images are enlarged to about this width and drawn at exactly their size (a long caption
@@ -102,7 +102,9 @@ def collect() -> None:
         except KeyError:  # the manager was replaced (server restart): the job is gone
             pending.pop(key)
             continue
-        if job.status == DONE:
+        if job.released:
+            failures[key] = (job.status, released_note(job))
+        elif job.status == DONE:
             keep(key, job.result)
             failures.pop(key, None)
         elif job.status in FINISHED:

@@ -19,7 +19,7 @@ st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig.
            "three latent coordinates (z_a, z_b, z_c). Axes keep true proportions; compare scales across panels.")
 
 store, manager = open_store()
-jobs = [j for j in manager.list() if j.kind == "train" and j.runs]
+jobs = [j for j in manager.list() if j.kind == "train" and j.runs and not j.released]
 sources = ["stored runs"] + [j.id for j in jobs]
 titles = {j.id: f"job: {j.title} ({j.status})" for j in jobs}
 source = st.radio("show", sources, format_func=lambda s: titles.get(s, "stored runs (any epoch)"), horizontal=True)

@@ -45,11 +45,19 @@ rows = runs_table(store, attack, eps, records)
 worst = worst_case_columns(rows)
 if not worst:
     st.caption(f"No run has a worst case yet ({NOT_EVALUATED}); a worst-case column per ε then appears here.")
+diverged = [r for r in records if r.get("diverged")]
+if diverged:
+    st.warning(f"{len(diverged)} run{'s' if len(diverged) > 1 else ''} learned nothing usable (marked in the "
+               "'diverged' column; stored all the same, since that is what their settings produce): "
+               + "; ".join(f"{run_label(r['objective'], r['run_id'])}: {r['diverged_reason']}" for r in diverged[:3])
+               + (f"; and {len(diverged) - 3} more" if len(diverged) > 3 else ""))
 st.dataframe(rows, hide_index=True, key="runs-table", column_config={
     "run_id": st.column_config.TextColumn("run", width="small"),
     "adversarial_training": "adversarial training",
     "fine_tuned_from": "fine-tuned from",
     "clean_acc": st.column_config.NumberColumn("clean acc.", format="%.3f"),
+    "diverged": st.column_config.CheckboxColumn("diverged", help="test accuracy indistinguishable from chance, or "
+                                                "latents that became infinite: see the run's notes"),
     **{key: st.column_config.NumberColumn(f"worst case @ ε {e:g}", format="%.3f",
                                           help="per-sample worst case over every ℓ∞ attack tried: the headline")
        for key, e in worst},

@@ -346,3 +346,23 @@ def test_latent_page_draws_stored_runs_under_attack():
     next(c for c in at.checkbox if c.label.startswith("animation")).check()
     at.run()
     assert not at.exception and sum(c.key.startswith("shift-anim-") for c in at.get("plotly_chart")) == 2
+
+
+def test_a_released_job_is_a_note_on_the_train_page_not_an_error():
+    from engine.config import TrainConfig
+    from ui.state import get_manager
+
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    manager = get_manager()  # the app's own (st.cache_resource is process-wide)
+    keep, manager.keep_finished = manager.keep_finished, 0
+    try:
+        job_id = manager.submit_training(TrainConfig(epochs=1, model="mlp", latent_samples=10, device="cpu"))
+        assert manager.wait(job_id, timeout=120).released
+        at.session_state["train_job"] = job_id
+        at.run()
+    finally:
+        manager.keep_finished = keep
+    assert not at.exception and not at.error
+    assert any("its live view was released" in i.value for i in at.info)

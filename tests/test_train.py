@@ -167,6 +167,22 @@ def test_job_manager_runs_queues_fails_and_cancels(store):
     assert manager.wait(again, timeout=120).status == DONE
 
 
+def test_old_finished_jobs_are_released_and_still_read(store):
+    manager = JobManager(store=store, keep_finished=2)
+    ids = [manager.submit_training(tiny("ce", epochs=1, seed=s)) for s in range(3)]
+    ids.append(manager.submit("evaluation", "a failing one", "cpu", {}, lambda job: 1 / 0))
+    for job_id in ids:
+        manager.wait(job_id, timeout=120)
+    jobs = {j: manager.get(j) for j in ids}
+    assert [jobs[j].released for j in ids] == [True, True, False, False]
+    oldest = jobs[ids[0]]
+    assert oldest.status == DONE and oldest.history == {} and oldest.latents == {} and oldest.result is None
+    assert oldest.runs and store.has_run(oldest.runs[0]["run_id"])  # what it computed is in the store
+    kept = jobs[ids[2]]
+    assert kept.history[kept.runs[0]["run_id"]] and kept.result
+    assert jobs[ids[3]].status == FAILED and "ZeroDivisionError" in jobs[ids[3]].error
+
+
 def test_cancel_of_a_running_job(store):
     manager = JobManager(store=store)
     job_id = manager.submit_training(tiny("gccs", epochs=500))
@@ -192,3 +208,48 @@ def test_quick_preset_gccs_beats_ce_on_accuracy_and_doubles_r_ab():
     assert gccs["final"]["test_acc"] >= ce["final"]["test_acc"]
     assert gccs["final"]["r_ab"] >= 2 * ce["final"]["r_ab"]
     assert ce["final"]["test_acc"] > 0.95  # CE is trained properly, not starved
+
+
+def test_a_run_at_chance_is_stored_flagged_listed_and_warned_about(store):
+    """lr 10 wrecks CE on digits; the run is kept (it is what those settings give) but marked."""
+    from engine.__main__ import run_summary
+    from engine.report import runs_table
+
+    healthy, wrecked = train_job(tiny("ce", epochs=1), store)[0], train_job(tiny("ce", lr=10.0, schedule="constant",
+                                                                                  epochs=3), store)[0]
+    assert healthy["diverged"] is False and healthy["diverged_reason"] is None
+    assert wrecked["diverged"] is True and wrecked["final"]["test_acc"] < 0.131
+    assert "no better than chance (the most frequent class's 0.102 + 2 standard errors = 0.131 on 450 test images)" \
+        in wrecked["diverged_reason"]
+    assert any("no better than chance" in w for w in wrecked["warnings"])
+    assert store.get_run(wrecked["run_id"])["diverged"] is True
+    rows = {r["run_id"]: r for r in runs_table(store, None, None, store.list_runs())}
+    assert rows[wrecked["run_id"]]["diverged"] is True and rows[healthy["run_id"]]["diverged"] is False
+    assert run_summary(wrecked, reused=False)["diverged"] is True
+
+
+def test_divergence_names_non_finite_latents_and_uses_the_majority_class_as_chance():
+    from engine.train import divergence
+
+    y = torch.tensor([0] * 60 + [1] * 40)  # a constant prediction of class 0 scores 0.6
+    z = np.zeros((5, 2), dtype=np.float32)
+    assert divergence({"test_acc": 0.65}, y, 2, z) is not None  # 0.6 + 2·√(0.24/100) ≈ 0.698
+    assert divergence({"test_acc": 0.75}, y, 2, z) is None
+    assert "infinite or NaN" in divergence({"test_acc": 0.99}, y, 2, np.array([[np.inf, 0.0]]))
+
+
+def test_snapshots_are_thinned_evenly_over_the_whole_run():
+    from engine.train import MAX_SNAPSHOTS, compact, thin
+
+    for epochs in (59, 60, 61, 137, 1800):
+        kept: list = []
+        for epoch in range(1, epochs + 1):
+            kept = thin(kept + [(epoch, None)])
+        epochs_kept = [e for e, _ in kept]
+        assert epochs_kept[0] == 1 and epochs_kept[-1] == epochs and len(epochs_kept) <= MAX_SNAPSHOTS
+        gaps = np.diff(epochs_kept[:-1])
+        assert len(set(gaps)) <= 1 and (epochs <= MAX_SNAPSHOTS or len(epochs_kept) >= MAX_SNAPSHOTS // 2), epochs_kept
+        assert epochs_kept[-1] - epochs_kept[-2] <= (gaps[0] if len(gaps) else 1)
+    assert compact(np.ones((2, 2))).dtype == np.float16
+    big = compact(np.array([[1e6, 0.0]]))
+    assert big.dtype == np.float32 and big[0, 0] == 1e6  # kept, not turned into inf

@@ -142,6 +142,12 @@ def job_runs(job: Job) -> list[dict[str, Any]]:
              "history": job.history.get(r["run_id"], [])} for r in job.runs]
 
 
+def released_note(job: Job) -> str:
+    return (f"{job.title} finished long ago and its live view was released (the app keeps the newest "
+            f"{get_manager().keep_finished} finished jobs whole). What it computed is in the store: see the Runs, "
+            "Latent and Robustness pages.")
+
+
 def live_fragment(job_id: str, body, key: str) -> None:
     """Run ``body(job)`` in a fragment that ticks while the job is queued or running."""
     manager = get_manager()
@@ -150,6 +156,9 @@ def live_fragment(job_id: str, body, key: str) -> None:
     @st.fragment(run_every=CHART_REFRESH_S if active else None)
     def region():
         job = manager.get(job_id)
+        if job.released:
+            st.info(released_note(job))
+            return
         with store_errors():
             body(job)
         if active and job.status in FINISHED:
