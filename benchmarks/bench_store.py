@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cache import RunStore  # noqa: E402
 from engine.report import cached_attacks, runs_table  # noqa: E402
-from engine.robustness import accuracy_settings, bits, result_key  # noqa: E402
+from cache.points import result_key  # noqa: E402
+from engine.robustness import accuracy_settings, bits  # noqa: E402
 
 SAMPLES = 450
 

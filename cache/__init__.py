@@ -296,7 +296,7 @@ class RunStore:
 
     # --- cached evaluations ------------------------------------------------------------------------
     def get_result(self, key: str) -> Any:
-        """A cached evaluation (keys from ``engine.robustness.result_key``: "<run>:<kind>:<hash>"), or
+        """A cached evaluation (keys from ``cache.points.result_key``: "<run>:<kind>:<hash>"), or
         None when absent, unreadable, or computed from another checkpoint than the run's."""
         run_id = key.split(":", 1)[0]
         try:

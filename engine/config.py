@@ -12,12 +12,10 @@ declaration, so a new field cannot be shown, checked or hashed inconsistently.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
+from cache.points import UnstableValue, stable_hash
 from models import ARCHITECTURES
 
 from .data import DATASET_NAMES
@@ -192,25 +190,12 @@ SETTINGS: dict[str, Setting] = {f.name: f.metadata["setting"] for f in fields(Tr
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig) if f.name in SETTINGS}
 
 
-def _canonical(value: Any, path: str) -> Any:
-    """JSON's own types only: anything else would be hashed by its str(), which need not be stable."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"{path}: a run's settings must be finite numbers; got {value!r}")
-        return value
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: _canonical(v, f"{path}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    raise ConfigError(f"{path}: a run's settings hold only numbers, text, true/false, lists and tables; got "
-                      f"{type(value).__name__} {value!r}")
-
-
 def settings_hash(settings: dict[str, Any]) -> str:
-    canonical = json.dumps(_canonical(settings, "settings"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    """The stable hash that names a run (and, in ``cache.points``, a cached evaluation)."""
+    try:
+        return stable_hash(settings)
+    except UnstableValue as exc:
+        raise ConfigError(f"a run's {exc}") from None
 
 
 def field_name(name: str) -> str:

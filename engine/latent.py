@@ -177,9 +177,9 @@ def shift_settings(attack: str, params: dict[str, Any], eps: float, samples: int
 def cached_shift(store, run_id: str, attack: str, params: dict[str, Any], eps: float, samples: int,
                  seed: int = 0) -> dict[str, Any] | None:
     """The stored latents of one run under one attack at one ε, or None (never computes)."""
-    from .robustness import result_key
+    from cache.points import stored
 
-    return store.get_result(result_key(run_id, "shift", shift_settings(attack, params, eps, samples, seed)))
+    return stored(store, run_id, "shift", shift_settings(attack, params, eps, samples, seed))
 
 
 def shift_view(clean: dict[str, Any], attacked: dict[str, Any], y: np.ndarray, classes: list[int],

@@ -33,7 +33,9 @@ from .attacks import attack_params, build_attack, single_run_params
 from .config import settings_hash
 from .objectives import ConfigError
 from .rng import private_rng
-from .robustness import load_for_evaluation, result_key, validate_eps
+from cache.points import cached
+
+from .robustness import load_for_evaluation, validate_eps
 
 Progress = Callable[[int, int], None] | None
 
@@ -460,23 +462,20 @@ def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any
     points = []
     for index, run_id in enumerate(run_ids):
         key_settings = {"settings": settings, "samples": len(y), "seed": seed, "targets": targets}
-        key = result_key(run_id, measure, key_settings)
-        result = None if force else store.get_result(key)
-        cached = isinstance(result, dict)
 
         def progress(done: int, total: int, base=index) -> None:
             emit({"type": "sweep-progress", "done": base * total + done, "total": total * len(run_ids), "eta": None})
 
-        if not cached:
-            try:
-                result = spec.compute(runs, run_id, x, y, settings, cancel=cancel, progress=progress, seed=seed)
-            except InterruptedError:
-                from .train import Cancelled
-                raise Cancelled("cancelled by the user") from None
-            result = {**result, "kind": measure, "run_id": run_id, "settings": settings, "created": time.time()}
-            result = store.put_result(key, result)
+        def compute(run_id=run_id, progress=progress) -> dict[str, Any]:
+            return spec.compute(runs, run_id, x, y, settings, cancel=cancel, progress=progress, seed=seed)
+
+        try:  # stored with the key's settings ("settings", "samples", "seed", "targets") and the result
+            result, was_cached = cached(store, run_id, measure, key_settings, compute, force=force)
+        except InterruptedError:
+            from .train import Cancelled
+            raise Cancelled("cancelled by the user") from None
         points.append(result)
-        emit({"type": "point", "result": result, "cached": cached})
+        emit({"type": "point", "result": result, "cached": was_cached})
     return {"points": points}
 
 

@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 import torch
 
-from .config import settings_hash
+from cache.points import cached, store_point, stored
+
 from .rng import derived_seed, private_rng
 
 Progress = Callable[[int, int], None] | None
@@ -116,11 +117,6 @@ def unbits(text: str, device="cpu") -> torch.Tensor:
 
 
 # --- the cache ------------------------------------------------------------------------------------
-def result_key(run_id: str, kind: str, settings: dict[str, Any]) -> str:
-    """The store key of one evaluation of one run: ``<run>:<kind>:<hash of everything that shapes it>``."""
-    return f"{run_id}:{kind}:{settings_hash(settings)}"
-
-
 def accuracy_settings(attack: str, params: dict[str, Any], eps: float, samples: int, seed: int = 0) -> dict[str, Any]:
     """What determines an attack's outcome: attack, its parameters, ε, the first ``samples`` test points
     and the seed of its random starts."""
@@ -130,15 +126,13 @@ def accuracy_settings(attack: str, params: dict[str, Any], eps: float, samples: 
 def clean_outcome(store, run_id: str, model, objective, x, y, force: bool = False,
                   batch_size: int | None = None) -> torch.Tensor:
     """(N,) bool: the clean test decisions that are right, cached per (run, samples)."""
-    key = result_key(run_id, "clean", {"samples": len(y)})
-    cached = None if force or store is None else store.get_result(key)
-    if isinstance(cached, dict) and len(cached.get("correct", "")) == len(y):
-        return unbits(cached["correct"], y.device)
-    correct = correct_mask(model, objective, x, y, batch_size)
-    if store is not None:
-        store.put_result(key, {"kind": "clean", "run_id": run_id, "samples": len(y), "correct": bits(correct),
-                               "accuracy": float(correct.float().mean()), "created": time.time()})
-    return correct
+    def compute() -> dict[str, Any]:
+        correct = correct_mask(model, objective, x, y, batch_size)
+        return {"correct": bits(correct), "accuracy": float(correct.float().mean())}
+
+    entry, _ = cached(store, run_id, "clean", {"samples": len(y)}, compute, force=force,
+                      usable=lambda e: len(e.get("correct", "")) == len(y))
+    return unbits(entry["correct"], y.device)
 
 
 def attack_outcome(store, run_id: str, model, objective, x, y, attack: str, params: dict[str, Any], eps: float,
@@ -151,9 +145,9 @@ def attack_outcome(store, run_id: str, model, objective, x, y, attack: str, para
     samples attacked by this call (0 when everything came from the cache). New answers are merged into
     the cached entry at once, so a cancelled ensemble keeps every attack it finished."""
     settings = accuracy_settings(attack, params, eps, len(y), seed)
-    key = result_key(run_id, "outcome", settings)
-    entry = None if force or store is None else store.get_result(key)
-    if isinstance(entry, dict) and len(entry.get("attacked", "")) == len(y):
+    entry = None if force else stored(store, run_id, "outcome", settings,
+                                      usable=lambda e: len(e.get("attacked", "")) == len(y))
+    if entry is not None:
         attacked, survived = unbits(entry["attacked"], y.device), unbits(entry["survived"], y.device)
         seconds = float(entry.get("seconds", 0.0))
     else:
@@ -167,10 +161,8 @@ def attack_outcome(store, run_id: str, model, objective, x, y, attack: str, para
     survived[todo] = attack_survivors(model, objective, x[todo], y[todo], attack, eps, params, seed, batch_size,
                                       cancel, progress)
     attacked[todo] = True
-    if store is not None:
-        store.put_result(key, {"kind": "outcome", "run_id": run_id, **settings, "attacked": bits(attacked),
-                               "survived": bits(survived), "seconds": seconds + time.perf_counter() - started,
-                               "created": time.time()})
+    store_point(store, run_id, "outcome", settings, {"attacked": bits(attacked), "survived": bits(survived)},
+                seconds + time.perf_counter() - started)
     return attacked, survived, int(todo.numel())
 
 
@@ -185,10 +177,9 @@ def accuracy_point(store, run_id: str, model, objective, x: torch.Tensor, y: tor
     outcome it was counted from. ``params`` must be validated (``engine.attacks.attack_params``).
     """
     settings = accuracy_settings(attack, params, eps, len(y), seed)
-    key = result_key(run_id, "accuracy", settings)
-    cached = None if force or store is None else store.get_result(key)
-    if isinstance(cached, dict) and "accuracy" in cached:
-        return cached, True
+    hit = None if force else stored(store, run_id, "accuracy", settings, usable=lambda e: "accuracy" in e)
+    if hit is not None:
+        return hit, True
     started = time.perf_counter()
     clean = clean_outcome(store, run_id, model, objective, x, y, force, batch_size)
     if eps > 0:
@@ -206,15 +197,10 @@ def store_accuracy(store, run_id: str, attack: str, params: dict[str, Any], eps:
                    accuracy: float, seconds: float = 0.0) -> dict[str, Any]:
     """Store (and return) the summary entry of one attack's accuracy alone at one ε."""
     settings = accuracy_settings(attack, params, eps, samples, seed)
-    key = result_key(run_id, "accuracy", settings)
-    known = None if store is None else store.get_result(key)
-    if isinstance(known, dict) and known.get("accuracy") == float(accuracy):
+    known = stored(store, run_id, "accuracy", settings)
+    if known is not None and known.get("accuracy") == float(accuracy):
         return known  # unchanged: keep the entry and the seconds it took
-    result = {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": float(accuracy), "seconds": seconds,
-              "created": time.time()}
-    if store is not None:
-        result = store.put_result(key, result)
-    return result
+    return store_point(store, run_id, "accuracy", settings, {"accuracy": float(accuracy)}, seconds)
 
 
 def robust_accuracy(model, objective, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float,
@@ -233,18 +219,8 @@ def cached_point(store, run_id: str, kind: str, settings: dict[str, Any], device
     """The stored result of (run, kind, settings), or ``compute()`` run in a random stream of its own
     seeded by ``settings["seed"]`` (``engine.rng.private_rng``) and stored at once with the settings,
     seconds and time of creation. Returns (result, cached). ``compute`` must not open a private_rng."""
-    key = result_key(run_id, kind, settings)
-    cached = None if force or store is None else store.get_result(key)
-    if isinstance(cached, dict):
-        return cached, True
-    started = time.perf_counter()
-    with private_rng(int(settings["seed"]), device):
-        computed = compute()
-    result = {"kind": kind, "run_id": run_id, **settings, **computed, "seconds": time.perf_counter() - started,
-              "created": time.time()}
-    if store is not None:
-        result = store.put_result(key, result)
-    return result, False
+    return cached(store, run_id, kind, settings, compute, force=force,
+                  context=lambda: private_rng(int(settings["seed"]), device))
 
 
 # --- worst case over an ensemble ------------------------------------------------------------------
@@ -298,8 +274,8 @@ def cached_worst_case(store, run_id: str, samples: int, seed: int = 0,
     many attack settings), "broken_by"}}. The union of everything tried is the tightest honest bound."""
     from .attacks import ATTACKS
 
-    clean = store.get_result(result_key(run_id, "clean", {"samples": int(samples)}))
-    if not isinstance(clean, dict):
+    clean = stored(store, run_id, "clean", {"samples": int(samples)})
+    if clean is None:
         return {}
     correct = unbits(clean["correct"])
     out: dict[float, dict[str, Any]] = {}

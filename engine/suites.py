@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cache.points import result_key
+
 from .robustness import (accuracy_point, accuracy_settings, cached_worst_case, load_for_evaluation, member_label,
-                         result_key, store_accuracy, validate_batch, worst_case_point)
+                         store_accuracy, validate_batch, worst_case_point)
 from .sanity import cross_attack_warnings, sanity_warnings, worst_case_warnings
 
 Event = Callable[[dict], None] | None

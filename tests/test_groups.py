@@ -10,7 +10,8 @@ from engine.groups import (HIGHER, LOWER, NO_SEED, NOISE, ONE_SEED, comparisons,
                            parse_seeds, seed_groups, seed_summary)
 from engine.objectives import ConfigError
 from engine.report import NOT_EVALUATED
-from engine.robustness import accuracy_settings, result_key
+from cache.points import result_key
+from engine.robustness import accuracy_settings
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10, 30])

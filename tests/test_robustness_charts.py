@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from engine.groups import mean_ci
-from engine.robustness import accuracy_settings, result_key
+from cache.points import result_key
+from engine.robustness import accuracy_settings
 from engine.suites import WORST_CASE, robustness_charts
 from ui.figures import robustness_figure
 
