@@ -5,10 +5,12 @@ worst case composed from its cached outcomes). Target (issue 10): linear growth,
 Runs are made through the store's API (``save_run``, ``put_result``) with records shaped like real
 ones: settings, final metrics, a 100-epoch history (kept out of listings), a small checkpoint, and
 per run the clean decisions and one attack's outcome and accuracy at ε 0.1 on 450 test samples, as a
-sweep stores them. Each listing is timed on a freshly opened store (no warm caches of its own),
-median of --repeats.
+sweep stores them, after which the sweep derives what listings show of them (each run's worst case and
+attacks, ``engine.suites.refresh_headlines``). Each listing is timed on a freshly opened store (no warm
+caches of its own), median of --repeats. ``--stale`` skips the deriving, as in a store whose results
+were written by an older version: its first Runs page view then composes every run's worst case once.
 
-    python benchmarks/bench_store.py [--sizes 100,1000,10000] [--repeats 3]
+    python benchmarks/bench_store.py [--sizes 100,1000,10000] [--repeats 3] [--stale]
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from cache import RunStore  # noqa: E402
 from engine.report import cached_attacks, runs_table  # noqa: E402
 from cache.points import result_key  # noqa: E402
 from engine.robustness import accuracy_settings, bits  # noqa: E402
+from engine.suites import refresh_headlines  # noqa: E402
 
 SAMPLES = 450
 
@@ -52,7 +55,7 @@ def fake_run(i: int, rng: np.random.Generator) -> tuple[dict, dict, dict]:
     return record, checkpoint, latents
 
 
-def fill(store: RunStore, start: int, stop: int, rng: np.random.Generator) -> None:
+def fill(store: RunStore, start: int, stop: int, rng: np.random.Generator, derive: bool = True) -> None:
     for i in range(start, stop):
         record, checkpoint, latents = fake_run(i, rng)
         store.save_run(record, checkpoint, latents)
@@ -69,6 +72,8 @@ def fill(store: RunStore, start: int, stop: int, rng: np.random.Generator) -> No
         store.put_result(result_key(run_id, "accuracy", settings),
                          {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": float(survived.float().mean()),
                           "seconds": 0.0, "created": 0.0})
+        if derive:
+            refresh_headlines(store, [run_id])  # as a sweep does once its results are written
 
 
 def runs_page_data(store: RunStore) -> list[dict]:
@@ -93,6 +98,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="100,1000,10000")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--stale", action="store_true", help="do not derive the listing values when writing")
     args = p.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     path = Path(tempfile.mkdtemp(prefix="bench-store-")) / "store"
@@ -100,7 +106,7 @@ def main() -> None:
     for n in sizes:
         start = time.perf_counter()
         store = RunStore(path)
-        fill(store, made, n, rng)
+        fill(store, made, n, rng, derive=not args.stale)
         store.close()
         filled, made = time.perf_counter() - start, n
         listing, count = timed(path, lambda s: s.list_runs(), args.repeats)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import sqlite3
@@ -39,6 +40,19 @@ DB_NAME = "cache.db"
 MARKER_NAME = "simplex-store.json"
 FORMAT_KEY = "store:format"
 CHECK_COMMAND = "python -m engine store check"
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Decoding thousands of rows allocates hundreds of thousands of objects and no cycles: Python's
+    cycle collector would walk the growing heap again and again (a quarter of a 10,000-run listing)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class StoreError(Exception):
@@ -114,6 +128,7 @@ class RunStore:
         self._reader_pid: int | None = None
         self._writer = None
         self._derived_memo: tuple[Any, dict[str, Any]] | None = None
+        self._listing_memo: tuple[Any, list[dict[str, Any]], list[str]] | None = None
         self._inspect()
 
     # --- opening -----------------------------------------------------------------------------------
@@ -177,6 +192,8 @@ class RunStore:
                 self._reader = sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=60,
                                                isolation_level=None, check_same_thread=False)
                 self._reader_pid = os.getpid()
+                # data_version counts per connection: memos keyed on another connection's mean nothing
+                self._listing_memo = self._derived_memo = None
             return self._reader.execute(sql, params).fetchall()
 
     def _rows(self, prefix: str) -> list[tuple]:
@@ -196,6 +213,13 @@ class RunStore:
 
     def _decode(self, row: tuple) -> Any:
         return codec.decode(self._bytes(row))
+
+    def _try_decode(self, row: tuple) -> tuple[Any, Exception | None]:
+        """(value, None), or (None, why) when the row cannot be read."""
+        try:
+            return self._decode(row), None
+        except (RowRefused, codec.CodecError, OSError) as exc:
+            return None, exc
 
     @staticmethod
     def _damaged(run_id: str | None, what: str, exc: Exception, label: str | None = None) -> StoreCorrupt:
@@ -282,17 +306,24 @@ class RunStore:
     def list_runs(self) -> Listing:
         """Every run's summary (its record without the per-epoch history; ``get_run`` has it), newest
         first. Entries that cannot be read are left out and named in ``.problems``."""
-        records, problems = [], []
         try:
-            rows = self._rows("summary:")
+            version = self._query("PRAGMA data_version", ())
+            if self._listing_memo is None or self._listing_memo[0] != version:
+                records, problems = [], []
+                with _collector_paused():
+                    rows = [(row, self._try_decode(row)) for row in self._rows("summary:")]
+                for row, (value, exc) in rows:
+                    if exc is None:
+                        records.append(value)
+                    else:
+                        problems.append(f"{str(row[0])[len('summary:'):]} ({exc})")
+                records.sort(key=lambda r: r.get("created", 0), reverse=True)
+                self._listing_memo = (version, records, problems)
         except sqlite3.DatabaseError as exc:
             raise StoreCorrupt(f"the store's index {self.path / DB_NAME} is damaged ({exc})", what="index") from None
-        for row in rows:
-            try:
-                records.append(self._decode(row))
-            except (RowRefused, codec.CodecError, OSError) as exc:
-                problems.append(f"{str(row[0])[len('summary:'):]} ({exc})")
-        return Listing(sorted(records, key=lambda r: r.get("created", 0), reverse=True), problems)
+        # decoded once per change of the index (as _all_derived); copies, so a caller cannot alter the memo
+        _, records, problems = self._listing_memo
+        return Listing([dict(r) for r in records], list(problems))
 
     # --- cached evaluations ------------------------------------------------------------------------
     def get_result(self, key: str) -> Any:
@@ -365,12 +396,9 @@ class RunStore:
         version = self._query("PRAGMA data_version", ())
         if self._derived_memo is not None and self._derived_memo[0] == version:
             return self._derived_memo[1]
-        entries = {}
-        for row in self._rows("derived:"):
-            try:
-                entries[row[0][len("derived:"):]] = self._decode(row)
-            except (RowRefused, codec.CodecError, OSError):
-                continue
+        with _collector_paused():
+            decoded = [(row[0], self._try_decode(row)) for row in self._rows("derived:")]
+        entries = {key[len("derived:"):]: value for key, (value, exc) in decoded if exc is None}
         self._derived_memo = (version, entries)
         return entries
 

@@ -260,19 +260,30 @@ def runs_table(store, attack: str | None = None, eps: float | None = None,
     return rows
 
 
+def attacks_of(store, run_id: str, known: dict[str, Any] | None = None) -> list:
+    """The (attack, ε) pairs with a cached accuracy alone for one run, kept beside its results."""
+    def pairs() -> list:
+        return sorted({(r["attack"], float(r["eps"])) for r in store.list_results(run_id, "accuracy")
+                       if "attack" in r and "eps" in r})
+
+    return derived(store, "attacks", run_id, pairs, known)
+
+
 def cached_attacks(store, run_ids: list[str] | None = None) -> list[tuple[str, float]]:
     """The (attack, ε) pairs with a cached accuracy alone for at least one of ``run_ids`` (all runs
     when None), sorted by attack then ε."""
     if run_ids is None:
         run_ids = [r["run_id"] for r in store.list_runs()]
     known = store.derived("attacks")
+    return sorted({(a, float(e)) for run_id in run_ids for a, e in attacks_of(store, run_id, known)})
 
-    def pairs(run_id: str) -> list:
-        return sorted({(r["attack"], float(r["eps"])) for r in store.list_results(run_id, "accuracy")
-                       if "attack" in r and "eps" in r})
 
-    return sorted({(a, float(e)) for run_id in run_ids
-                   for a, e in derived(store, "attacks", run_id, lambda: pairs(run_id), known)})
+def derive_listing_values(store, run_ids: list[str]) -> None:
+    """Derive what listings show of each run's results (its worst case, its attacks) right after they
+    were written, so that the Runs page reads them instead of composing them from every result."""
+    for run_id in dict.fromkeys(run_ids):
+        worst_case_of(store, run_id)
+        attacks_of(store, run_id)
 
 
 def export_rows(rows: list[dict[str, Any]], fmt: str) -> str:

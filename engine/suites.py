@@ -26,6 +26,14 @@ def _cancelled():
     return Cancelled("cancelled by the user")
 
 
+def refresh_headlines(store, run_ids: list[str]) -> None:
+    """Once new results are written: derive what listings show of them (``engine.report``)."""
+    from .report import derive_listing_values
+
+    if store is not None:
+        derive_listing_values(store, run_ids)
+
+
 def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
               samples: int | None = None, seed: int = 0, force: bool = False, device="cpu", data_dir=None,
               on_event: Event = None, cancel=None, batch_size: int | None = None) -> dict[str, Any]:
@@ -74,6 +82,7 @@ def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], ep
     for run_id in run_ids:
         own = [p for p in points if p["run_id"] == run_id]
         warnings[run_id] = sanity_warnings([p["eps"] for p in own], [p["accuracy"] for p in own], attack)
+    refresh_headlines(store, run_ids)
     return {"points": points, "warnings": warnings}
 
 
@@ -235,6 +244,7 @@ def suite_job(store, run_ids: list[str], suite: str, samples: int | None = None,
                                     for w in sanity_warnings(curve["eps"], curve["accuracy"], entry["attack"])]
         own = [r for r in store.list_results(run_id, "accuracy") if r.get("samples") == len(y) and r.get("seed") == seed]
         out["warnings"] += [f"{name}: {message}" for _, _, message in cross_attack_warnings(own)]
+    refresh_headlines(store, run_ids)
     out["seconds"] = time.perf_counter() - started
     return out
 

@@ -323,11 +323,13 @@ def test_a_full_disk_is_a_clear_message_stores_nothing_half_and_still_reads(tmp_
         listed = cli("runs", store=store_path)  # reading works on the full disk
         assert listed.returncode == 0, listed.stderr
         assert [r["run_id"] for r in json.loads(listed.stdout)] == out["stored"]
-        assert RunStore(store_path).load_checkpoint(out["stored"][0])["model"]
+        store = RunStore(store_path)
+        assert store.load_checkpoint(out["stored"][0])["model"]
+        store.close()
         report = check_store(store_path)
         assert not report["damaged"] and not report["refused_rows"], report
-    finally:
-        subprocess.run(["umount", str(mount)])
+    finally:  # lazily, should anything of this process still hold a file there
+        subprocess.run(["umount", "--lazy", str(mount)])
 
 
 WRITER = """
@@ -373,3 +375,31 @@ def test_kill_9_at_random_moments_never_leaves_half_a_run(tmp_path):
     for path in stored:
         check_store(path, repair=True)
         assert check_store(path)["clean"]
+
+
+def test_a_listing_read_once_follows_every_write_from_any_connection(tmp_path):
+    """list_runs decodes the summaries once per change of the index (a Streamlit rerun that changed
+    nothing reads nothing); a write by another store object, or another process, shows at once."""
+    import numpy as np
+
+    def save(store, i):
+        store.save_run({"run_id": f"{i:016x}", "created": i, "settings": {"seed": i}},
+                       {"model": {"w": np.zeros(3, dtype=np.float32)}}, {"z": np.zeros((2, 2), dtype=np.float32)})
+
+    reader, writer = RunStore(tmp_path / "s"), RunStore(tmp_path / "s")
+    save(writer, 1)
+    first = reader.list_runs()
+    assert [r["run_id"] for r in first] == [f"{1:016x}"]
+    first[0]["run_id"] = "changed"  # a caller changing its copy of a record
+    again = reader.list_runs()
+    assert again[0]["run_id"] == f"{1:016x}"
+    save(writer, 2)
+    assert [r["run_id"] for r in reader.list_runs()] == [f"{2:016x}", f"{1:016x}"]
+    save(reader, 3)  # its own writer is another connection too
+    assert len(reader.list_runs()) == 3
+    proc = subprocess.run([sys.executable, "-c", "import sys; from cache import RunStore; "
+                           f"RunStore(sys.argv[1]).delete_run('{2:016x}')", str(tmp_path / "s")], cwd=ROOT)
+    assert proc.returncode == 0
+    assert [r["run_id"] for r in reader.list_runs()] == [f"{3:016x}", f"{1:016x}"]
+    reader.close()
+    writer.close()
