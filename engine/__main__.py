@@ -4,6 +4,7 @@
     python -m engine attack RUN_ID --attack pgd --eps 0,0.05,0.1 [--param steps=10] [--samples N]
     python -m engine evaluate RUN_ID [RUN_ID ...] --suite gccs-paper
     python -m engine runs
+    python -m engine data
 """
 from __future__ import annotations
 
@@ -291,6 +292,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """Every dataset: ready or missing, where it was looked for, how to get it (reads file names only)."""
+    from .data import DATASET_NAMES, dataset_status
+
+    print(json.dumps([dataset_status(name, args.data_dir) for name in DATASET_NAMES], indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore(args.store)
     records = store.list_runs()
@@ -412,6 +421,10 @@ def parser() -> argparse.ArgumentParser:
                    help="spsa-grid: comma-separated perturbation samples (default 512,1024,2048,8192)")
     add_evaluation_args(m, 100, "run")
     m.set_defaults(func=cmd_measure)
+
+    d = sub.add_parser("data", help="every dataset: ready or missing, where it looked, how to get it; prints JSON")
+    d.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
+    d.set_defaults(func=cmd_data)
 
     r = sub.add_parser("runs", help="list stored runs as JSON")
     r.set_defaults(func=cmd_runs)

@@ -273,9 +273,11 @@ def warnings_for(config: TrainConfig, num_classes: int) -> list[str]:
 # Quick presets shorten the papers' recipes so a comparison finishes in seconds on two CPU cores;
 # the UI and the command line say so. GCCS's paper recipe is SGD, cosine from 0.01, weight decay
 # 1e-3, dropout 0.2 on the FC layers, batch 200, 1800 epochs.
+_GCCS_RECIPE = dict(model="cnn", batch_size=200, optimizer="sgd", lr=0.01, schedule="cosine", weight_decay=1e-3,
+                    dropout=0.2, seed=0)
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(dataset="digits", model="cnn", epochs=100, batch_size=200, optimizer="sgd", lr=0.01,
-                  schedule="cosine", weight_decay=1e-3, dropout=0.2, seed=0),
+    "quick": dict(dataset="digits", epochs=100, **_GCCS_RECIPE),
+    "fmnist-quick": dict(dataset="fashion-mnist", epochs=5, **_GCCS_RECIPE),
 }
 # Objective constants a preset sets away from their defaults, because the defaults (taken from
 # other data sets) do not train under the preset. MAT's BIBO defaults are TRADES' MNIST ones (β 6,
@@ -287,10 +289,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {"mat": dict(beta=0.5, bibo_eps=0.1, bibo_step=0.025, bibo_steps=10)},
 }
+# Times measured on this project's 2-core CPU machine (closing note of issue 11); no GPU was lent yet.
 PRESET_NOTES = {
     "quick": "quick preset: 100 epochs on digits instead of the paper's 1,800; otherwise the GCCS paper's recipe "
              "(SGD, cosine from 0.01, weight decay 1e-3, dropout 0.2, batch 200); MAT's BIBO at β 0.5, ε 0.1, "
-             "10 steps of 0.025 (its TRADES-MNIST defaults β 6, ε 0.3, 40 steps collapse on 8×8 digits)",
+             "10 steps of 0.025 (its TRADES-MNIST defaults β 6, ε 0.3, 40 steps collapse on 8×8 digits). About "
+             "3 s of training per objective on 2 CPU cores",
+    "fmnist-quick": "fmnist-quick preset: Fashion-MNIST (60,000 training images), the LeNet-5-style CNN, 5 epochs "
+                    "of the GCCS paper's recipe (SGD, cosine from 0.01, weight decay 1e-3, dropout 0.2, batch 200). "
+                    "CE and GCCS in lockstep take about 2.5 min on 2 CPU cores (56 s of training steps each, the "
+                    "rest a full test pass per epoch); seed 0 reached CE 0.894 and GCCS 0.908 test accuracy",
 }
 
 

@@ -7,14 +7,19 @@ labels. Normalisation is *not* applied here: the model normalises inside itself 
 
 ``digits`` ships with scikit-learn and needs nothing on disk. The others load through torchvision's own
 dataset classes from ``data_dir`` (``$SIMPLEX_DATA_DIR``, else ``~/.cache/simplex-workbench/data``),
-laid out exactly as torchvision expects; they touch the network only when ``download=True``.
+laid out exactly as torchvision expects; they touch the network only when ``download=True``. Where a
+system package ships a dataset's official files (Debian's ``dataset-fashion-mnist``), they are unpacked
+from there into ``data_dir`` once, when ``data_dir`` lacks them (``SYSTEM_COPIES``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gzip
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +80,26 @@ DATASETS: dict[str, DatasetInfo] = {
 DATASET_NAMES = tuple(DATASETS)  # ("digits", "mnist", "fashion-mnist", "svhn", "cifar10", "cifar100")
 
 
+@dataclass(frozen=True)
+class SystemCopy:
+    """A system package that installs a dataset's official files, each of ``DatasetInfo.files`` as its
+    base name + ".gz" in ``folder`` (the download format torchvision would fetch)."""
+
+    package: str
+    folder: Path
+
+    def sources(self, name: str) -> dict[str, Path]:
+        return {rel: self.folder / (Path(rel).name + ".gz") for rel in DATASETS[name].files}
+
+    def complete(self, name: str) -> bool:
+        return all(p.is_file() for p in self.sources(name).values())
+
+
+SYSTEM_COPIES: dict[str, SystemCopy] = {
+    "fashion-mnist": SystemCopy("dataset-fashion-mnist", Path("/usr/share/datasets/fashion-mnist")),
+}
+
+
 class DatasetUnavailable(RuntimeError):
     """The dataset's files are missing or unreadable (and were not, or could not be, downloaded)."""
 
@@ -123,6 +148,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
         class_names = [str(d) for d in range(10)]
     else:
         root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        if not _files_present(name, root) and name in SYSTEM_COPIES and SYSTEM_COPIES[name].complete(name):
+            _unpack_system_copy(name, root)
         x_train, y_train, x_test, y_test, class_names = _load_torchvision(name, root, download, verify_checksums)
 
     # per-channel statistics in one reduction over every axis but C; population std (correction=0)
@@ -131,6 +158,60 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                    num_classes=DATASETS[name].num_classes, class_names=class_names,
                    mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+
+def _files_present(name: str, root: Path) -> bool:
+    return all((root / f).is_file() for f in DATASETS[name].files)
+
+
+def _unpack_system_copy(name: str, root: Path) -> None:
+    """Decompress the system package's files into ``root`` in torchvision's layout. Each file is
+    written beside its place and renamed into it, so a kill or a full disk leaves no partial file."""
+    copy = SYSTEM_COPIES[name]
+    for rel, source in copy.sources(name).items():
+        target = root / rel
+        if target.is_file():
+            continue
+        part = target.with_name(f"{target.name}.part-{os.getpid()}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with gzip.open(source, "rb") as packed, open(part, "wb") as out:
+                shutil.copyfileobj(packed, out, 1 << 20)
+            os.replace(part, target)
+        except (OSError, EOFError) as exc:  # not writable, full, or a damaged package file
+            with contextlib.suppress(OSError):
+                part.unlink()
+            raise DatasetUnavailable(
+                f"Dataset {name!r}: could not unpack {source} (Debian package {copy.package}) into {target}: "
+                f"{type(exc).__name__}: {exc}. Set SIMPLEX_DATA_DIR (or --data-dir) to a writable folder, or "
+                f"reinstall the package (apt-get install --reinstall {copy.package}).") from exc
+
+
+def dataset_status(name: str, data_dir: str | Path | None = None) -> dict[str, object]:
+    """Whether ``name`` can be loaded without the network, where it was looked for, and how to get it:
+    {"dataset", "label", "ready", "source", "looked_in", "how"}. Reads nothing but file names."""
+    info = DATASETS[name]
+    if not info.files:
+        return {"dataset": name, "label": info.label, "ready": True, "source": "embedded (scikit-learn)",
+                "looked_in": [], "how": ""}
+    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    copy = SYSTEM_COPIES.get(name)
+    looked_in = [str(root)] + ([str(copy.folder)] if copy else [])
+    if _files_present(name, root):
+        source = str(root)
+    elif copy is not None and copy.complete(name):
+        source = f"{copy.folder} (Debian package {copy.package}), unpacked into {root} when first loaded"
+    else:
+        how = [f"put {', '.join(info.files)} under {root} (or point SIMPLEX_DATA_DIR / --data-dir at a folder "
+               f"that holds them)"]
+        if copy is not None:
+            how.append(f"install Debian's {copy.package} (apt-get install {copy.package}; `make test` and "
+                       f"`make run` do when apt is available)")
+        how.append("or let torchvision download it (--download, or the download box on the Train page; needs "
+                   "network access)")
+        return {"dataset": name, "label": info.label, "ready": False, "source": None, "looked_in": looked_in,
+                "how": "; ".join(how)}
+    return {"dataset": name, "label": info.label, "ready": True, "source": source, "looked_in": looked_in, "how": ""}
 
 
 @functools.lru_cache(maxsize=1)

@@ -56,7 +56,7 @@ def test_start_page_renders_without_a_job():
 def test_start_page_comparison_trains_and_draws_its_charts():
     at = new_app()
     at.number_input[0].set_value(3)
-    at.text_input(key="start-seeds").set_value("0")  # one seed: the live view alone (several: test_groups)
+    at.text_input(key="start-seeds-quick").set_value("0")  # one seed: the live view alone (several: test_groups)
     button(at, "Train CE vs GCCS").click()
     # the worst-case table appears once the job is done (the last epoch's row is drawn a moment before)
     at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all()
@@ -366,3 +366,25 @@ def test_a_released_job_is_a_note_on_the_train_page_not_an_error():
         manager.keep_finished = keep
     assert not at.exception and not at.error
     assert any("its live view was released" in i.value for i in at.info)
+
+
+def test_start_and_train_pages_offer_fashion_mnist_and_say_when_it_is_missing(tmp_path, monkeypatch):
+    from engine import data
+
+    monkeypatch.setenv("SIMPLEX_DATA_DIR", str(tmp_path))
+    # a machine where Debian's package is not installed
+    monkeypatch.setitem(data.SYSTEM_COPIES, "fashion-mnist", data.SystemCopy("dataset-fashion-mnist", tmp_path / "none"))
+    at = new_app()
+    at.radio(key="start-preset").set_value("fmnist-quick")
+    at.run()
+    assert not at.exception
+    start = button(at, "Train CE vs GCCS on fashion-mnist")
+    assert start.disabled and "Fashion-MNIST is not on this machine" in at.warning[0].value
+    assert str(tmp_path) in at.warning[0].value and "apt-get install dataset-fashion-mnist" in at.warning[0].value
+    assert at.number_input(key="start-epochs-fmnist-quick").value == 5
+    at.switch_page("pages/train.py")
+    at.run()
+    next(sb for sb in at.selectbox if sb.label == "dataset").set_value("fashion-mnist")
+    at.run()
+    assert not at.exception and any("not on this machine" in w.value for w in at.warning)
+    monkeypatch.undo()

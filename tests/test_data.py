@@ -1,6 +1,7 @@
 """engine.data against real files: tiny datasets written in each format's real on-disk layout, loaded
 through torchvision's own classes. Never touches the network (download=False throughout)."""
 
+import json
 import pickle
 import subprocess
 import sys
@@ -222,7 +223,10 @@ def test_svhn_round_trip_and_label_10_is_zero(tmp_path):
 # --- errors and defaults ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [n for n in DATASET_NAMES if n != "digits"])
-def test_missing_files_raise_dataset_unavailable(tmp_path, name):
+def test_missing_files_raise_dataset_unavailable(tmp_path, monkeypatch, name):
+    from engine import data
+
+    monkeypatch.setattr(data, "SYSTEM_COPIES", {})  # as on a machine without Debian's package
     with pytest.raises(DatasetUnavailable) as info:
         load_dataset(name, data_dir=tmp_path, download=False, verify_checksums=False)
     msg = str(info.value)
@@ -257,3 +261,78 @@ def test_the_command_line_and_the_engine_import_neither_torchvision_nor_scikit_l
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# --- a system package's copy (Debian's dataset-fashion-mnist) -----------------------------------------
+
+def _fashion_arrays():
+    rng = np.random.default_rng(1)
+    return (rng.integers(0, 256, (N_TRAIN, 28, 28), dtype=np.uint8), (np.arange(N_TRAIN) % 10).astype(np.uint8),
+            rng.integers(0, 256, (N_TEST, 28, 28), dtype=np.uint8), rng.integers(0, 10, N_TEST, dtype=np.uint8))
+
+
+@pytest.fixture
+def system_copy(tmp_path, monkeypatch):
+    """A package folder laid out as Debian's: the four official IDX files, gzipped, side by side."""
+    import gzip
+
+    from engine import data
+
+    folder = tmp_path / "usr-share-datasets-fashion-mnist"
+    staging = tmp_path / "staging"
+    arrays = _fashion_arrays()
+    _write_idx(staging, "FashionMNIST", *arrays)
+    folder.mkdir()
+    for f in (staging / "FashionMNIST" / "raw").iterdir():
+        (folder / (f.name + ".gz")).write_bytes(gzip.compress(f.read_bytes()))
+    monkeypatch.setitem(data.SYSTEM_COPIES, "fashion-mnist", data.SystemCopy("dataset-fashion-mnist", folder))
+    return folder, arrays
+
+
+def test_a_system_copy_is_unpacked_once_into_the_data_dir(tmp_path, system_copy):
+    from engine.data import dataset_status
+
+    folder, (x_train, y_train, x_test, y_test) = system_copy
+    data_dir = tmp_path / "data"
+    status = dataset_status("fashion-mnist", data_dir)
+    assert status["ready"] and "dataset-fashion-mnist" in status["source"] and str(folder) in status["looked_in"]
+    ds = load_dataset("fashion-mnist", data_dir=data_dir)
+    assert torch.equal(_pixels(ds.x_train), torch.from_numpy(x_train).unsqueeze(1))
+    assert torch.equal(ds.y_test, torch.from_numpy(y_test).long()) and ds.class_names == list(FashionMNIST.classes)
+    assert sorted(p.name for p in (data_dir / "FashionMNIST" / "raw").iterdir()) == sorted(
+        Path(f).name for f in DATASETS["fashion-mnist"].files)  # no partial files beside them
+    assert dataset_status("fashion-mnist", data_dir)["source"] == str(data_dir)
+    for f in folder.iterdir():
+        f.unlink()  # the package removed: the unpacked copy is enough
+    assert torch.equal(load_dataset("fashion-mnist", data_dir=data_dir).x_test, ds.x_test)
+
+
+def test_a_system_copy_that_cannot_be_unpacked_is_a_clear_message(tmp_path, system_copy):
+    folder, _ = system_copy
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(DatasetUnavailable, match=r"could not unpack .* SIMPLEX_DATA_DIR"):
+        load_dataset("fashion-mnist", data_dir=tmp_path / "a-file" / "data")  # not a folder
+    packed = folder / "train-images-idx3-ubyte.gz"
+    packed.write_bytes(packed.read_bytes()[:200])  # a damaged package file
+    with pytest.raises(DatasetUnavailable, match="reinstall"):
+        load_dataset("fashion-mnist", data_dir=tmp_path / "data")
+    assert not list((tmp_path / "data").rglob("*.part-*"))
+
+
+def test_the_data_command_lists_every_dataset_with_where_it_looked(tmp_path, capsys):
+    from engine.__main__ import main
+
+    assert main(["data", "--data-dir", str(tmp_path)]) == 0
+    listed = {d["dataset"]: d for d in json.loads(capsys.readouterr().out)}
+    assert list(listed) == list(DATASET_NAMES)
+    assert listed["digits"]["ready"] and not listed["mnist"]["ready"]
+    assert str(tmp_path) in listed["mnist"]["looked_in"] and "--download" in listed["mnist"]["how"]
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed (make test installs it where apt is)")
+def test_the_real_fashion_mnist_of_the_debian_package(tmp_path):
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path)
+    assert ds.x_train.shape == (60_000, 1, 28, 28) and ds.x_test.shape == (10_000, 1, 28, 28)
+    assert torch.bincount(ds.y_train).tolist() == [6000] * 10 and torch.bincount(ds.y_test).tolist() == [1000] * 10
+    assert ds.class_names[0] == "T-shirt/top" and 0.28 < ds.mean[0] < 0.29

@@ -259,8 +259,8 @@ def test_start_page_offers_three_seeds_and_refuses_bad_ones():
     from tests.test_app import button, new_app
 
     at = new_app()
-    assert at.text_input(key="start-seeds").value == "0,1,2"
-    at.text_input(key="start-seeds").set_value("0,x")
+    assert at.text_input(key="start-seeds-quick").value == "0,1,2"
+    at.text_input(key="start-seeds-quick").set_value("0,x")
     button(at, "Train CE vs GCCS").click()
     at.run()
     assert not at.exception and "seeds must be comma-separated" in at.error[0].value
@@ -271,7 +271,7 @@ def test_start_page_summarises_the_seeds_once_all_are_stored():
 
     at = new_app()
     at.number_input[0].set_value(1)
-    at.text_input(key="start-seeds").set_value("3,4")
+    at.text_input(key="start-seeds-quick").set_value("3,4")
     button(at, "Train CE vs GCCS").click()
     def table(a, column):
         return next((d.value for d in a.dataframe if column in d.value.columns), None)

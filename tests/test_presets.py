@@ -42,3 +42,29 @@ def test_another_data_set_keeps_the_defaults():
 def test_command_line_applies_the_preset_then_the_params(argv, beta, eps):
     params = mat_params(build_config(parser().parse_args(["train", *argv])))
     assert (params["beta"], params["bibo_eps"]) == (beta, eps)
+
+
+def test_fmnist_quick_is_the_gccs_recipe_on_fashion_mnist_for_five_epochs():
+    from engine.config import PRESET_NOTES, PRESETS
+
+    quick, fmnist = PRESETS["quick"], PRESETS["fmnist-quick"]
+    assert fmnist["dataset"] == "fashion-mnist" and fmnist["epochs"] == 5
+    assert {k: v for k, v in fmnist.items() if k not in ("dataset", "epochs")} == \
+        {k: v for k, v in quick.items() if k not in ("dataset", "epochs")}
+    assert preset_params("fmnist-quick", "mat") == {}  # MAT keeps its defaults there
+    assert "2 CPU cores" in PRESET_NOTES["fmnist-quick"] and "2 CPU cores" in PRESET_NOTES["quick"]
+    config = build_config(parser().parse_args(["train", "--preset", "fmnist-quick", "--objective", "gccs"]))
+    assert config.dataset == "fashion-mnist" and config.epochs == 5 and config.model == "cnn"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (make test installs it where apt is)")
+def test_one_epoch_of_fmnist_quick_trains_on_the_real_data(tmp_path, monkeypatch):
+    """The real 60,000 images, unpacked from the Debian package into an empty data folder."""
+    from engine.train import train_job
+
+    monkeypatch.setenv("SIMPLEX_DATA_DIR", str(tmp_path))
+    (record,) = train_job(preset("fmnist-quick", ["ce"], epochs=1, device="cpu"))
+    assert record["final"]["test_acc"] > 0.8 and not record["diverged"]
+    assert record["class_names"][0] == "T-shirt/top" and len(record["history"]) == 1
