@@ -122,7 +122,12 @@ class TrainConfig:
     device: str = setting("auto", "device", "auto: the GPU when there is one, else the CPU.", choices=DEVICES,
                           identity=False)
     latent_samples: int = setting(1000, "latent samples", "size of the fixed test subset whose latents are "
-                                  "published each epoch", low=10, high=100_000)
+                                  "published each evaluation", low=10, high=100_000)
+    # What is observed, not what is trained: evaluation draws no random numbers, so the weights and the
+    # final metrics are the same at any cadence (the last epoch is always evaluated).
+    eval_every: int = setting(1, "evaluate every (epochs)", "a full test pass, the metrics and a latent snapshot "
+                              "every this many epochs and at the last one (at 60,000 training images a test pass "
+                              "costs about a sixth of an epoch)", low=1, high=100_000, identity=False)
     # Adversarial training (any objective): examples crafted on the objective's adaptive objective
     # (or CE on its logits); loss = clean_weight·L(clean) + (1 − clean_weight)·L(adversarial).
     # GCCS paper: FGSM, ε 0.03, clean_weight 0.5; MMC paper: PGD-10, ε 8/255, adversarial only (0).

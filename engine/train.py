@@ -434,6 +434,8 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
                     f"{epoch}; nothing was stored. Try a lower learning rate (lr={config.lr}).")
             if member.scheduler is not None:
                 member.scheduler.step()
+            if epoch % config.eval_every and epoch != config.epochs:
+                continue  # not an evaluated epoch: the history holds the evaluated ones
             metrics, snapshot = evaluate_member(member, data, subset)
             entry = {"epoch": epoch, "time": time.perf_counter() - started, "loss": losses,
                      "train_acc": float(correct[i]) / seen, "samples_per_s": seen / train_seconds,

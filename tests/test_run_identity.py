@@ -55,6 +55,7 @@ def test_the_hashed_settings_are_pinned():
     (dict(adv_attack="fgsm", adv_steps=3, adv_step=0.2), dict(adv_attack="fgsm")),  # FGSM steps once, by ε
     (dict(adv_eps=0.3, adv_clean_weight=0.0), dict()),  # no adversarial training: its settings are unused
     (dict(device="cpu"), dict(device="auto")),  # where it ran is not what it is
+    (dict(eval_every=5), dict()),  # how often it was watched neither
 ])
 def test_settings_without_effect_do_not_change_the_id(changes, same_as):
     assert run_id(preset("quick", ["ce"], **changes)) == run_id(preset("quick", ["ce"], **same_as))
@@ -97,6 +98,7 @@ def test_every_setting_has_a_flag_that_reaches_the_config():
     changed = {"dataset": "mnist", "model": "mlp", "epochs": "3", "batch_size": "50", "optimizer": "adam", "lr": "0.5",
                "momentum": "0.5", "schedule": "step", "step_size": "4", "gamma": "0.3", "weight_decay": "0.1",
                "dropout": "0.4", "seed": "9", "sampler": "balanced", "device": "cpu", "latent_samples": "20",
+               "eval_every": "2",
                "adv_attack": "pgd", "adv_eps": "0.2", "adv_step": "0.05", "adv_steps": "3", "adv_loss": "ce",
                "adv_clean_weight": "0.25", "init_from": "abc"}
     assert set(changed) | {"adv_targeted"} == set(SETTINGS)

@@ -253,3 +253,14 @@ def test_snapshots_are_thinned_evenly_over_the_whole_run():
     assert compact(np.ones((2, 2))).dtype == np.float16
     big = compact(np.array([[1e6, 0.0]]))
     assert big.dtype == np.float32 and big[0, 0] == 1e6  # kept, not turned into inf
+
+
+def test_evaluating_less_often_changes_what_is_watched_not_what_is_trained():
+    every, sparse = (train_job(tiny("ce", "gccs", epochs=5, eval_every=k)) for k in (1, 2))
+    for a, b in zip(every, sparse):
+        assert a["run_id"] == b["run_id"]
+        assert [h["epoch"] for h in a["history"]] == [1, 2, 3, 4, 5]
+        assert [h["epoch"] for h in b["history"]] == [2, 4, 5]  # and always the last
+        assert a["final"]["test_acc"] == b["final"]["test_acc"] and a["final"]["r_ab"] == b["final"]["r_ab"]
+        for epoch in (2, 4, 5):
+            assert a["history"][epoch - 1]["loss"] == next(h for h in b["history"] if h["epoch"] == epoch)["loss"]
