@@ -2,7 +2,7 @@
 import streamlit as st
 
 from engine.config import PRESET_NOTES, PRESETS, preset
-from engine.data import dataset_status
+from engine.data import DATASETS, dataset_status
 from engine.groups import parse_seeds
 from engine.objectives import ConfigError
 from ui.seeds import seed_jobs_view
@@ -58,7 +58,8 @@ else:
     st.subheader("Latent simplex geometry (test points of three classes)")
     st.caption("Left: projected onto the plane through the three class centres (GCCS: the vertices μ_T·e_i; "
                "CE: the class means). Right: the three latent coordinates. Compare the axis scales across panels.")
-    names = get_manager().get(job_id).class_names or [str(i) for i in range(10)]
+    job = get_manager().get(job_id)  # its class names are known before it starts: the data set's
+    names = job.class_names or list(DATASETS[job.settings["config"]["dataset"]].class_names)
     classes = class_picker(len(names), names, key="start")
     if classes:
         live_fragment(job_id, lambda job: latent_panels(job_latent_entries(job), classes, job.class_names,

@@ -175,3 +175,34 @@ def test_robustness_sweep_and_latents_under_attack_in_a_real_browser(server, bro
     time.sleep(1)
     browser.save_screenshot(str(SHOTS / "latent_under_attack.png"))
     assert_no_exception(browser)
+
+
+def test_start_page_compares_on_fashion_mnist_in_a_real_browser(server, browser):
+    """The one-click comparison on real data (Debian's Fashion-MNIST), one epoch, seed 0."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make test installs it where apt is)")
+    browser.get(server)
+    option = wait_for(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label')
+                               if "Fashion-MNIST" in e.text], what="the Fashion-MNIST choice")[0]
+    option.click()
+    epochs = wait_for(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, 'input[aria-label="epochs"]')
+                               if e.get_attribute("value") == "5"], what="the preset's 5 epochs")[0]
+    epochs.send_keys(Keys.CONTROL, "a")
+    epochs.send_keys("1", Keys.ENTER)
+    wait_for(lambda: browser.find_element(By.CSS_SELECTOR, 'input[aria-label="epochs"]').get_attribute("value") == "1",
+             what="1 epoch")
+    time.sleep(1)
+    _click_button(browser, "Train CE vs GCCS on fashion-mnist")
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')
+    title = "CE vs GCCS · fashion-mnist · cnn · 1 ep"
+    wait_for(lambda: title in sidebar.text and "done in" in sidebar.text.split(title, 1)[1][:120], timeout=300,
+             what="the job to finish")
+    wait_for(lambda: "T-shirt/top" in browser.find_element(By.TAG_NAME, "body").text, timeout=60,
+             what="Fashion-MNIST's class names under the latent view")
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 6, what="six charts")
+    time.sleep(2)
+    browser.save_screenshot(str(SHOTS / "start_page_fashion_mnist.png"))
+    assert_no_exception(browser)

@@ -336,3 +336,9 @@ def test_the_real_fashion_mnist_of_the_debian_package(tmp_path):
     assert ds.x_train.shape == (60_000, 1, 28, 28) and ds.x_test.shape == (10_000, 1, 28, 28)
     assert torch.bincount(ds.y_train).tolist() == [6000] * 10 and torch.bincount(ds.y_test).tolist() == [1000] * 10
     assert ds.class_names[0] == "T-shirt/top" and 0.28 < ds.mean[0] < 0.29
+
+
+@pytest.mark.parametrize("name, tv_class", [("fashion-mnist", FashionMNIST), ("mnist", MNIST)])
+def test_the_registry_names_classes_as_loading_does(name, tv_class):
+    assert list(DATASETS[name].class_names) == list(tv_class.classes)
+    assert DATASETS["cifar100"].class_names == ()  # only its meta file says
