@@ -40,11 +40,11 @@ class Setting:
 
     ``label`` is what the Train page shows and what error messages say; ``kind`` is the type of its
     default (bool, int, float or str); numbers lie in ``low`` … ``high`` (``low`` excluded unless
-    ``low_inclusive``); a non-empty ``choices`` lists the allowed values. ``identity`` False: where a
-    run ran, not what it is (not hashed). ``omit_unless(config)`` False: the setting is left out of
-    the hash altogether (settings added after runs were stored without them keep those runs' ids).
-    ``default_unless(config)`` False: the setting has no effect, so it is hashed as its default (two
-    configurations that train the same run get one id).
+    ``low_inclusive``); a non-empty ``choices`` lists the allowed values. ``identity`` False: not what
+    the run is (where it ran, how often it was evaluated), so not hashed. ``omit_unless(config)``
+    False: the setting is left out of the hash altogether (settings added after runs were stored
+    without them keep those runs' ids). ``default_unless(config)`` False: the setting has no effect,
+    so it is hashed as its default (two configurations that train the same run get one id).
     """
 
     label: str
