@@ -18,6 +18,9 @@ from typing import Any, Callable
 from cache.points import UnstableValue, stable_hash
 from models import ARCHITECTURES
 
+from .augment import AUGMENTATIONS
+from .augment import resolve as resolve_augmentation
+
 from .data import DATASET_NAMES
 from .objectives import OBJECTIVES, ConfigError, get_objective_class
 
@@ -45,6 +48,7 @@ class Setting:
     False: the setting is left out of the hash altogether (settings added after runs were stored
     without them keep those runs' ids). ``default_unless(config)`` False: the setting has no effect,
     so it is hashed as its default (two configurations that train the same run get one id).
+    ``hashed_as(config)``: the value hashed in place of the field's (what "auto" resolves to).
     """
 
     label: str
@@ -58,6 +62,7 @@ class Setting:
     identity: bool = True
     omit_unless: Callable[[Any], bool] | None = None
     default_unless: Callable[[Any], bool] | None = None
+    hashed_as: Callable[[Any], Any] | None = None  # the value that enters the hash (e.g. "auto" resolved)
 
     def bounds(self) -> str:
         """The allowed values in words, e.g. "> 0 and ≤ 10" or "one of sgd, adam"."""
@@ -123,6 +128,11 @@ class TrainConfig:
                           identity=False)
     latent_samples: int = setting(1000, "latent samples", "size of the fixed test subset whose latents are "
                                   "published each evaluation", low=10, high=100_000)
+    augment: str = setting("auto", "augmentation", "of the training batches, on the device (never at evaluation or "
+                           "attack time); auto: the dataset's recipe (CIFAR crop-flip, SVHN crop, the MNIST family "
+                           "and digits none); crop: a random shift of up to 4 pixels in a zero-padded image",
+                           choices=AUGMENTATIONS, omit_unless=lambda c: resolve_augmentation(c.augment, c.dataset) != "none",
+                           hashed_as=lambda c: resolve_augmentation(c.augment, c.dataset))
     # What is observed, not what is trained: evaluation draws no random numbers, so the weights and the
     # final metrics are the same at any cadence (the last epoch is always evaluated).
     eval_every: int = setting(1, "evaluate every (epochs)", "a full test pass, the metrics and a latent snapshot "
@@ -161,7 +171,8 @@ class TrainConfig:
             if not s.identity or (s.omit_unless and not s.omit_unless(self)):
                 continue
             no_effect = s.default_unless and not s.default_unless(self)
-            settings[name] = DEFAULTS[name] if no_effect else getattr(self, name)
+            value = s.hashed_as(self) if s.hashed_as else getattr(self, name)
+            settings[name] = DEFAULTS[name] if no_effect else value
         settings["objective"] = objective.name
         settings["params"] = get_objective_class(objective.name).validate_params(objective.params)
         settings["schema"] = SCHEMA_VERSION

@@ -22,14 +22,17 @@ import torch
 
 from models import build_model
 
+from .augment import augment_batch
+from .augment import resolve as resolve_augmentation
 from .config import ObjectiveSpec, TrainConfig, validate, warnings_for
 from .data import DATASETS, Dataset, load_dataset
 from .metrics import class_kurtosis, macro_f1, r_ab
 from .objectives import Objective, build_objective
-from .rng import RNG_LOCK  # members are initialised, and CPU members step, under it
+from .rng import RNG_LOCK, derived_seed  # members are initialised, and CPU members step, under the lock
 
 EVAL_BATCH = 1000
 MAX_SNAPSHOTS = 60  # latent snapshots kept per run (thinned evenly beyond that)
+AUGMENT_STREAM = 1  # derived_seed(seed, AUGMENT_STREAM) seeds a run's augmentation
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -391,6 +394,9 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
     subset = fixed_subset(len(data.y_test), config.latent_samples).to(device)
     y_subset = data.y_test[subset].cpu().numpy()
     generator = torch.Generator().manual_seed(config.seed)
+    augmentation = resolve_augmentation(config.augment, config.dataset)
+    # a stream of its own, on the device: the batches' order stays that of an unaugmented run
+    augment_stream = torch.Generator(device=device).manual_seed(derived_seed(config.seed, AUGMENT_STREAM))
     timer = _StepTimer(device)
     started = time.perf_counter()
     steps_per_epoch = len(data.y_train) // config.batch_size
@@ -408,7 +414,7 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
         for step, idx in enumerate(batches, start=1):
             if cancel.is_set():
                 raise Cancelled("cancelled by the user")
-            xb, yb = data.x_train[idx], data.y_train[idx]
+            xb, yb = augment_batch(data.x_train[idx], augmentation, augment_stream), data.y_train[idx]
             for i, member in enumerate(members):
                 t0 = timer.start()
                 parts, right = train_step(member, xb, yb, device)

@@ -56,6 +56,9 @@ def test_the_hashed_settings_are_pinned():
     (dict(adv_eps=0.3, adv_clean_weight=0.0), dict()),  # no adversarial training: its settings are unused
     (dict(device="cpu"), dict(device="auto")),  # where it ran is not what it is
     (dict(eval_every=5), dict()),  # how often it was watched neither
+    (dict(augment="none"), dict()),  # digits' recipe: no augmentation
+    (dict(dataset="cifar10", augment="auto"), dict(dataset="cifar10", augment="crop-flip")),  # CIFAR's recipe
+    (dict(dataset="svhn", augment="auto"), dict(dataset="svhn", augment="crop")),  # SVHN's: crops, no mirror
 ])
 def test_settings_without_effect_do_not_change_the_id(changes, same_as):
     assert run_id(preset("quick", ["ce"], **changes)) == run_id(preset("quick", ["ce"], **same_as))
@@ -63,9 +66,16 @@ def test_settings_without_effect_do_not_change_the_id(changes, same_as):
 
 @pytest.mark.parametrize("changes", [dict(momentum=0.5), dict(schedule="step", gamma=0.5),
                                      dict(adv_attack="pgd", adv_steps=3), dict(adv_attack="fgsm", adv_eps=0.1),
-                                     dict(latent_samples=500), dict(seed=1), dict(init_from="abc")])
+                                     dict(latent_samples=500), dict(seed=1), dict(init_from="abc"),
+                                     dict(augment="crop"), dict(augment="crop-flip")])
 def test_settings_with_effect_change_the_id(changes):
     assert run_id(preset("quick", ["ce"], **changes)) != run_id(preset("quick", ["ce"]))
+
+
+def test_a_datasets_own_augmentation_is_part_of_its_runs_identity():
+    svhn = {a: run_id(preset("quick", ["ce"], dataset="svhn", augment=a)) for a in ("auto", "none", "crop", "crop-flip")}
+    assert svhn["auto"] == svhn["crop"] and len({svhn["none"], svhn["crop"], svhn["crop-flip"]}) == 3
+    assert preset("quick", ["ce"], dataset="cifar10").run_settings(ObjectiveSpec("ce"))["augment"] == "crop-flip"
 
 
 def test_the_hash_refuses_values_it_cannot_write_stably():
@@ -98,7 +108,7 @@ def test_every_setting_has_a_flag_that_reaches_the_config():
     changed = {"dataset": "mnist", "model": "mlp", "epochs": "3", "batch_size": "50", "optimizer": "adam", "lr": "0.5",
                "momentum": "0.5", "schedule": "step", "step_size": "4", "gamma": "0.3", "weight_decay": "0.1",
                "dropout": "0.4", "seed": "9", "sampler": "balanced", "device": "cpu", "latent_samples": "20",
-               "eval_every": "2",
+               "eval_every": "2", "augment": "crop",
                "adv_attack": "pgd", "adv_eps": "0.2", "adv_step": "0.05", "adv_steps": "3", "adv_loss": "ce",
                "adv_clean_weight": "0.25", "init_from": "abc"}
     assert set(changed) | {"adv_targeted"} == set(SETTINGS)
