@@ -227,3 +227,41 @@ def test_float32_backends_agree():
         grads[name] = (out.parts["loss"].item(), zz.grad)
     assert grads["numpy"][0] == pytest.approx(grads["torch"][0], rel=1e-5)
     assert torch.allclose(grads["numpy"][1], grads["torch"][1], rtol=1e-4, atol=1e-6)
+
+
+class _Branching(gccs_module._TorchOps):
+    """The tensor path as it was: it asks the host how many classes are full, and factorises by LU
+    only when a Cholesky failed (two host syncs a step on a GPU)."""
+
+    branch_free = False
+
+    @staticmethod
+    def logdet_inverse(cov):
+        return gccs_module._TorchOps.logdet_inverse(cov, branch_free=False)
+
+
+@pytest.mark.parametrize("counts", [(40, 40, 40), (40, 3, 40), (3, 4, 2), (40, 1, 0)])
+def test_the_branch_free_tensor_path_equals_the_branching_one(counts):
+    """All classes full, mixed, all diagonal, one absent: the same statistics without a host sync."""
+    gen = torch.Generator().manual_seed(sum(counts))
+    dim, k = 5, len(counts)
+    y = torch.cat([torch.full((n,), i) for i, n in enumerate(counts)])
+    z = torch.randn(len(y), dim, generator=gen, dtype=torch.float64) * 3 + 20 * torch.nn.functional.one_hot(y, dim)[:, :dim]
+    onehot = torch.nn.functional.one_hot(y, k).double()
+    targets = 20 * torch.eye(k, dim, dtype=torch.float64)
+    free = gccs_module.class_statistics(z, onehot, y, targets, 1.0, "auto", gccs_module._TorchOps)
+    branching = gccs_module.class_statistics(z, onehot, y, targets, 1.0, "auto", _Branching)
+    for key in ("kl", "kurt", "m2", "m4"):
+        assert torch.allclose(free[key], branching[key], rtol=1e-12, atol=1e-12), key
+    for key in ("g_full", "g_diag"):
+        if key in branching:
+            assert torch.allclose(free[key], branching[key], rtol=1e-12, atol=1e-12), key
+
+
+def test_the_lu_fallback_is_selected_where_cholesky_fails_without_asking_the_host():
+    cov = torch.stack([torch.eye(3, dtype=torch.float64) * 2, -torch.eye(3, dtype=torch.float64)])  # 2nd not PD
+    logdet, inverse = gccs_module._TorchOps.logdet_inverse(cov)
+    ref_logdet, ref_inverse = torch.linalg.slogdet(cov)[1], torch.linalg.inv(cov)
+    assert torch.allclose(logdet, ref_logdet) and torch.allclose(inverse, ref_inverse)
+    branching_logdet, branching_inverse = gccs_module._TorchOps.logdet_inverse(cov, branch_free=False)
+    assert torch.allclose(branching_logdet, logdet) and torch.allclose(branching_inverse, inverse)

@@ -111,7 +111,13 @@ class GCCS(Objective):
 
 class _TorchOps:
     """The few operations whose spelling differs between torch and numpy; the rest of the GCCS
-    formulas (+, −, ×, /, @, indexing, .sum, .T, [:, None]) read the same for both."""
+    formulas (+, −, ×, /, @, indexing, .sum, .T, [:, None]) read the same for both.
+
+    On tensors (a GPU's path) nothing asks the host for a value: a branch that depends on the data
+    is computed both ways and selected by ``where`` (``branch_free``), so a step never waits for
+    the device to finish."""
+
+    branch_free = True
 
     cat = staticmethod(lambda xs: torch.cat(xs, 1))
     clamp_min = staticmethod(torch.clamp_min)
@@ -127,14 +133,23 @@ class _TorchOps:
         return mask.to(like.dtype)
 
     @staticmethod
-    def logdet_inverse(cov):
+    def logdet_inverse(cov, branch_free: bool = True):
+        """log|Σ| and Σ⁻¹ by Cholesky, by LU where Σ is not positive definite despite the ridge.
+        ``branch_free``: both computed, the LU kept where Cholesky failed (no host sync); else the
+        LU only when a factorisation failed (one host sync)."""
         chol, info = torch.linalg.cholesky_ex(cov)
-        if bool(info.any()):  # not positive definite despite the ridge: fall back to LU
+        by_chol = 2 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1), torch.cholesky_inverse(chol)
+        if branch_free:
+            failed = info > 0
+            logdet = torch.where(failed, torch.linalg.slogdet(cov)[1], by_chol[0])
+            return logdet, torch.where(failed[:, None, None], torch.linalg.inv_ex(cov)[0], by_chol[1])
+        if bool(info.any()):
             return torch.linalg.slogdet(cov)[1], torch.linalg.inv(cov)
-        return 2 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1), torch.cholesky_inverse(chol)
+        return by_chol
 
 
 class _NumpyOps:
+    branch_free = False  # on the CPU a branch costs nothing, and skipping half the work does
     cat = staticmethod(lambda xs: np.concatenate(xs, 1))
     clamp_min = staticmethod(np.maximum)
     log, sign, where = np.log, np.sign, np.where
@@ -152,7 +167,7 @@ class _NumpyOps:
     def logdet_inverse(cov):
         # torch's batched Cholesky on the same memory (no copy): a third cheaper than np.linalg's
         # cholesky + inv, whose per-call checks cost more than the 10×10 factorisations themselves
-        logdet, inverse = _TorchOps.logdet_inverse(torch.from_numpy(np.ascontiguousarray(cov)))
+        logdet, inverse = _TorchOps.logdet_inverse(torch.from_numpy(np.ascontiguousarray(cov)), branch_free=False)
         return logdet.numpy(), inverse.numpy()
 
 
@@ -183,11 +198,13 @@ def class_statistics(z, onehot, y, targets, var_t: float, mode: str, xp=_TorchOp
     sq = c * c
     if mode == "auto":
         use_full = counts[:, 0] > dim
-        n_full = int(use_full.sum())
+        # how many classes are full decides which branches run; branch-free: both, always
+        n_full = None if xp.branch_free else int(use_full.sum())
     else:
         n_full = k if mode == "full" else 0
         use_full = (counts[:, 0] > -1) if mode == "full" else (counts[:, 0] < -1)
-    if n_full:  # per-sample outer products; their diagonals are the squares
+    any_full, any_diagonal = n_full is None or n_full > 0, n_full is None or n_full < k
+    if any_full:  # per-sample outer products; their diagonals are the squares
         sums = onehot.T @ xp.cat([(c[:, :, None] * c[:, None, :]).reshape(batch, dim * dim), sq * sq])
         scatter = sums[:, :dim * dim].reshape(k, dim, dim)
         sum_sq = xp.diag(scatter)
@@ -197,24 +214,24 @@ def class_statistics(z, onehot, y, targets, var_t: float, mode: str, xp=_TorchOp
     offset = targets - means
     out = {"c": c, "n": n, "unbiased": unbiased, "active": counts[:, 0] >= 2, "offset": offset}
 
-    if n_full < k:  # diagonal classes
+    if any_diagonal:  # diagonal classes
         raw_var = sum_sq / unbiased
         var = xp.clamp_min(raw_var, VARIANCE_FLOOR)
         logdet, trace = xp.log(var).sum(1), var.sum(1)
         # ∂kl/∂Σ on the diagonal: zero where the variance sits on its floor (and for full classes)
         live = raw_var > VARIANCE_FLOOR
-        if n_full:
+        if any_full:
             live = live & ~use_full[:, None]
         out["g_diag"] = xp.where(live, 1.0 / var_t - 1.0 / var, 0.0)
-    if n_full:  # full classes
+    if any_full:  # full classes
         eye = xp.eye(dim, z)
         cov = scatter / unbiased[:, :, None] + eye * (RIDGE * var_t)
-        if n_full < k:
+        if any_diagonal:
             cov = xp.where(use_full[:, None, None], cov, eye)  # diagonal classes: never factorised
         logdet_full, inverse = xp.logdet_inverse(cov)
         trace_full = xp.diag(cov).sum(1)
         g_full = eye / var_t - inverse  # ∂kl/∂Σ
-        if n_full < k:
+        if any_diagonal:
             logdet, trace = xp.where(use_full, logdet_full, logdet), xp.where(use_full, trace_full, trace)
             g_full = xp.where(use_full[:, None, None], g_full, 0.0)
         else:

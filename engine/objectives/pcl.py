@@ -307,6 +307,8 @@ class PCL(Objective):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        # seeding is a no-op once every class is seeded; asking is a host sync, so once an epoch
+        self._all_seeded = bool(self.seeded.all())
 
     def tap_features(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """f^l = G^l(features[l]) for every supervised depth, shallow to deep: (B, d_l) each."""
@@ -366,16 +368,16 @@ class PCL(Objective):
     def seed_prototypes(self, taps: list[torch.Tensor], y: torch.Tensor) -> None:
         """proto_init="class_means": set the pull and push prototypes of every class present in the
         batch and not seeded yet to the class's mean tap feature (spec A6). Called by
-        ``training_loss`` on PCL batches until every class is seeded (one sync per such batch)."""
-        counts = torch.bincount(y, minlength=self.num_classes)
-        new = (counts > 0) & ~self.seeded
+        ``training_loss`` on PCL batches until every class is seeded, which ``set_epoch`` checks once
+        an epoch: nothing here asks the device for a value (no host sync in the step)."""
         f = torch.cat(taps, 1).detach()
         onehot = F.one_hot(y, self.num_classes).to(f.dtype)
-        means = (onehot.T @ f) / counts.clamp_min(1)[:, None].to(f.dtype)
+        counts = onehot.sum(0)
+        new = (counts > 0) & ~self.seeded
+        means = (onehot.T @ f) / counts.clamp_min(1)[:, None]
         for c in (self.pull_prototypes, self.push_prototypes):
-            c.data[new] = means[new].to(c.dtype)
+            c.data.copy_(torch.where(new[:, None], means.to(c.dtype), c.data))
         self.seeded |= new
-        self._all_seeded = bool(self.seeded.all())
 
     # --- the prototype step -----------------------------------------------------------------------
     def before_step(self) -> None:
