@@ -365,7 +365,8 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one or more objectives in lockstep; prints JSON")
     t.add_argument("--preset", choices=list(PRESETS), default="quick",
-                   help="the settings to start from; flags override them (default quick: " + PRESET_NOTES["quick"] + ")")
+                   help="the settings to start from, flags overriding them; the preset's note, with its measured time, "
+                        "goes to stderr and into the JSON (default quick: " + PRESET_NOTES["quick"] + ")")
     t.add_argument("--objective", action="append", choices=list(OBJECTIVES),
                    help="repeat to train several in lockstep on identical batches (default: ce)")
     t.add_argument("--param", action="append", metavar="[OBJ.]NAME=VALUE",

@@ -68,3 +68,20 @@ def test_one_epoch_of_fmnist_quick_trains_on_the_real_data(tmp_path, monkeypatch
     (record,) = train_job(preset("fmnist-quick", ["ce"], epochs=1, device="cpu"))
     assert record["final"]["test_acc"] > 0.8 and not record["diverged"]
     assert record["class_names"][0] == "T-shirt/top" and len(record["history"]) == 1
+
+
+@pytest.mark.parametrize("name, dataset, augmentation", [
+    ("mnist-paper", "mnist", "none"), ("fmnist-paper", "fashion-mnist", "none"), ("svhn-paper", "svhn", "crop"),
+    ("cifar10-paper", "cifar10", "crop-flip"), ("cifar100-paper", "cifar100", "crop-flip")])
+def test_the_paper_presets_are_the_gccs_recipe_as_printed(name, dataset, augmentation):
+    from engine.config import PRESET_NOTES
+
+    config = preset(name, ["gccs"])
+    assert (config.dataset, config.model, config.epochs, config.batch_size, config.lr) == (dataset, "resnet18", 1800,
+                                                                                          200, 0.01)
+    assert (config.optimizer, config.schedule, config.weight_decay, config.dropout) == ("sgd", "cosine", 1e-3, 0.2)
+    hashed = config.run_settings(config.objectives[0])
+    assert hashed.get("augment", "none") == augmentation
+    note = PRESET_NOTES[name]
+    assert "1,800 epochs" in note and "2 CPU cores" in note and "GPU" in note
+    assert ("Shake-Shake" in note) == (name == "cifar100-paper")  # the one architecture it cannot follow
