@@ -35,6 +35,7 @@ SAMPLERS = ("random", "balanced")
 DEVICES = ("auto", "cpu", "cuda")
 ADV_ATTACKS = ("none", "fgsm", "pgd")
 ADV_LOSSES = ("adaptive", "ce")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,13 @@ class TrainConfig:
                            "and digits none); crop: a random shift of up to 4 pixels in a zero-padded image",
                            choices=AUGMENTATIONS, omit_unless=lambda c: resolve_augmentation(c.augment, c.dataset) != "none",
                            hashed_as=lambda c: resolve_augmentation(c.augment, c.dataset))
+    precision: str = setting("fp32", "precision", "bf16: the network's forward and backward passes under bfloat16 "
+                             "autocast, its outputs back in fp32, so every objective's loss and statistics stay fp32 "
+                             "(fastest on a GPU; on a CPU slower); fp32: full precision throughout",
+                             choices=PRECISIONS, omit_unless=lambda c: c.precision != "fp32")
+    channels_last: bool = setting(False, "channels-last memory", "the network's weights and training batches in "
+                                  "channels-last layout (faster convolutions on a GPU); where it ran, not what it is",
+                                  identity=False)
     # What is observed, not what is trained: evaluation draws no random numbers, so the weights and the
     # final metrics are the same at any cadence (the last epoch is always evaluated).
     eval_every: int = setting(1, "evaluate every (epochs)", "a full test pass, the metrics and a latent snapshot "

@@ -84,6 +84,32 @@ def epoch_batches(labels: torch.Tensor, batch_size: int, sampler: str, generator
 
 
 # --- one member per objective -------------------------------------------------------------------
+class MixedPrecision(torch.nn.Module):
+    """A model whose forward passes run under bfloat16 autocast and hand back fp32 tensors: the
+    network computes in bf16, and the objective that reads its outputs computes its loss, batch
+    statistics and distances in fp32, outside autocast. Anything else is the wrapped model's."""
+
+    def __init__(self, model: torch.nn.Module, device_type: str):
+        super().__init__()
+        self.inner, self.device_type = model, device_type
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            z = self.inner(x)
+        return z.float()
+
+    def forward_features(self, x: torch.Tensor):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            features, z = self.inner.forward_features(x)
+        return [f.float() for f in features], z.float()
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.inner, name)
+
+
 @dataclass
 class Member:
     spec: ObjectiveSpec
@@ -100,6 +126,11 @@ class Member:
     step_seconds: float = 0.0
     pending_timers: list = field(default_factory=list)
     views: dict[str, dict[str, np.ndarray | None]] = field(default_factory=dict)  # newest extra views
+    trained: torch.nn.Module | None = None  # what the training step calls: the model, or it in bf16
+    channels_last: bool = False
+
+    def __post_init__(self):
+        self.trained = self.trained or self.model
 
 
 def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device: torch.device,
@@ -132,7 +163,7 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
             rng_state = generator.get_state()
         else:
             rng_state = torch.get_rng_state()
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     objective.to(device)
     params = list(model.parameters()) + list(objective.shared_parameters())
     if config.optimizer == "sgd":
@@ -147,7 +178,9 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
     else:
         scheduler = None
     member = Member(spec, config.run_id(spec), config.run_settings(spec), model, objective, optimizer,
-                    scheduler, rng_state, adversarial=config if config.adv_attack != "none" else None)
+                    scheduler, rng_state, adversarial=config if config.adv_attack != "none" else None,
+                    trained=MixedPrecision(model, device.type) if config.precision == "bf16" else model,
+                    channels_last=config.channels_last)
     return member, notes
 
 
@@ -224,7 +257,7 @@ def craft_adversarial(member: Member, x: torch.Tensor, y: torch.Tensor, adv: Tra
 
 def batch_loss(member: Member, xb: torch.Tensor, yb: torch.Tensor):
     """The objective's training loss, mixed with its loss on adversarial examples when asked."""
-    objective, model, adv = member.objective, member.model, member.adversarial
+    objective, model, adv = member.objective, member.trained, member.adversarial
     if adv is None:
         return objective.training_loss(model, xb, yb)
     x_adv = craft_adversarial(member, xb, yb, adv)
@@ -248,6 +281,8 @@ def train_step(member: Member, xb: torch.Tensor, yb: torch.Tensor, device: torch
         torch.set_rng_state(member.rng_state)
     else:
         torch.cuda.set_rng_state(member.rng_state, device)
+    if member.channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
     try:
         member.model.train()
         member.objective.train()
@@ -394,6 +429,8 @@ def train_job(config: TrainConfig, store=None, *, force: bool = False, on_event:
     subset = fixed_subset(len(data.y_test), config.latent_samples).to(device)
     y_subset = data.y_test[subset].cpu().numpy()
     generator = torch.Generator().manual_seed(config.seed)
+    if device.type == "cuda":  # fixed batch shapes: let cuDNN time its convolution algorithms once
+        torch.backends.cudnn.benchmark = True
     augmentation = resolve_augmentation(config.augment, config.dataset)
     # a stream of its own, on the device: the batches' order stays that of an unaugmented run
     augment_stream = torch.Generator(device=device).manual_seed(derived_seed(config.seed, AUGMENT_STREAM))

@@ -56,6 +56,7 @@ def test_the_hashed_settings_are_pinned():
     (dict(adv_eps=0.3, adv_clean_weight=0.0), dict()),  # no adversarial training: its settings are unused
     (dict(device="cpu"), dict(device="auto")),  # where it ran is not what it is
     (dict(eval_every=5), dict()),  # how often it was watched neither
+    (dict(channels_last=True), dict()),  # nor how its tensors were laid out
     (dict(augment="none"), dict()),  # digits' recipe: no augmentation
     (dict(dataset="cifar10", augment="auto"), dict(dataset="cifar10", augment="crop-flip")),  # CIFAR's recipe
     (dict(dataset="svhn", augment="auto"), dict(dataset="svhn", augment="crop")),  # SVHN's: crops, no mirror
@@ -67,7 +68,7 @@ def test_settings_without_effect_do_not_change_the_id(changes, same_as):
 @pytest.mark.parametrize("changes", [dict(momentum=0.5), dict(schedule="step", gamma=0.5),
                                      dict(adv_attack="pgd", adv_steps=3), dict(adv_attack="fgsm", adv_eps=0.1),
                                      dict(latent_samples=500), dict(seed=1), dict(init_from="abc"),
-                                     dict(augment="crop"), dict(augment="crop-flip")])
+                                     dict(augment="crop"), dict(augment="crop-flip"), dict(precision="bf16")])
 def test_settings_with_effect_change_the_id(changes):
     assert run_id(preset("quick", ["ce"], **changes)) != run_id(preset("quick", ["ce"]))
 
@@ -108,15 +109,16 @@ def test_every_setting_has_a_flag_that_reaches_the_config():
     changed = {"dataset": "mnist", "model": "mlp", "epochs": "3", "batch_size": "50", "optimizer": "adam", "lr": "0.5",
                "momentum": "0.5", "schedule": "step", "step_size": "4", "gamma": "0.3", "weight_decay": "0.1",
                "dropout": "0.4", "seed": "9", "sampler": "balanced", "device": "cpu", "latent_samples": "20",
-               "eval_every": "2", "augment": "crop",
+               "eval_every": "2", "augment": "crop", "precision": "bf16",
                "adv_attack": "pgd", "adv_eps": "0.2", "adv_step": "0.05", "adv_steps": "3", "adv_loss": "ce",
                "adv_clean_weight": "0.25", "init_from": "abc"}
-    assert set(changed) | {"adv_targeted"} == set(SETTINGS)
-    argv = ["train"] + [x for name, v in changed.items() for x in ("--" + name.replace("_", "-"), v)] + ["--adv-targeted"]
+    assert set(changed) | {"adv_targeted", "channels_last"} == set(SETTINGS)
+    argv = ["train"] + [x for name, v in changed.items() for x in ("--" + name.replace("_", "-"), v)] + \
+        ["--adv-targeted", "--channels-last"]
     config = build_config(parser().parse_args(argv))
     for name, text in changed.items():
         assert getattr(config, name) == SETTINGS[name].kind(text), name
-    assert config.adv_targeted is True
+    assert config.adv_targeted is True and config.channels_last is True
     assert all(not flags[n].default for n in SETTINGS)  # unset flags leave the preset's value
 
 

@@ -264,3 +264,32 @@ def test_evaluating_less_often_changes_what_is_watched_not_what_is_trained():
         assert a["final"]["test_acc"] == b["final"]["test_acc"] and a["final"]["r_ab"] == b["final"]["r_ab"]
         for epoch in (2, 4, 5):
             assert a["history"][epoch - 1]["loss"] == next(h for h in b["history"] if h["epoch"] == epoch)["loss"]
+
+
+def test_bf16_trains_the_network_in_bf16_and_the_objectives_in_fp32(monkeypatch):
+    """Each objective receives fp32 latents from a bf16 network, and a bf16 run reaches the fp32
+    run's accuracy on digits within a few points (its own run id: other arithmetic, another run)."""
+    from engine.objectives.gccs import GCCS
+
+    seen = []
+    original = GCCS.training_loss
+
+    def spy(self, model, x, y):
+        out = original(self, model, x, y)
+        seen.append((out.z.dtype, torch.is_autocast_enabled("cpu")))
+        return out
+
+    monkeypatch.setattr(GCCS, "training_loss", spy)
+    fp32 = train_job(tiny("ce", "gccs", epochs=15))
+    bf16 = train_job(tiny("ce", "gccs", epochs=15, precision="bf16"))
+    assert seen and all(dtype == torch.float32 and not autocast for dtype, autocast in seen)
+    for a, b in zip(fp32, bf16):
+        assert a["run_id"] != b["run_id"] and b["settings"]["precision"] == "bf16"
+        assert b["final"]["test_acc"] > a["final"]["test_acc"] - 0.05, (a["final"]["test_acc"], b["final"]["test_acc"])
+        assert a["history"][0]["loss"] != b["history"][0]["loss"]  # it did compute in bf16
+
+
+def test_channels_last_is_a_layout_not_another_run():
+    plain, last = train_job(tiny("ce", epochs=3)), train_job(tiny("ce", epochs=3, channels_last=True))
+    assert plain[0]["run_id"] == last[0]["run_id"]
+    assert plain[0]["final"]["test_acc"] == pytest.approx(last[0]["final"]["test_acc"], abs=0.02)
