@@ -141,6 +141,10 @@ class TrainConfig:
     channels_last: bool = setting(False, "channels-last memory", "the network's weights and training batches in "
                                   "channels-last layout (faster convolutions on a GPU); where it ran, not what it is",
                                   identity=False)
+    compile: bool = setting(False, "torch.compile the network", "compile the network's forward pass for training "
+                            "(the first step waits for the compiler: about 20 s for the CNN on a CPU); where and how "
+                            "it ran, not what it is, like the device: dropout masks and the last bits differ",
+                            identity=False)
     # What is observed, not what is trained: evaluation draws no random numbers, so the weights and the
     # final metrics are the same at any cadence (the last epoch is always evaluated).
     eval_every: int = setting(1, "evaluate every (epochs)", "a full test pass, the metrics and a latent snapshot "

@@ -110,6 +110,13 @@ class MixedPrecision(torch.nn.Module):
             return getattr(self.inner, name)
 
 
+def training_module(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """What the training step calls: the model, compiled and/or in bf16 as the settings ask (the
+    model itself is what is evaluated, attacked and stored)."""
+    trained = torch.compile(model) if config.compile else model
+    return MixedPrecision(trained, device.type) if config.precision == "bf16" else trained
+
+
 @dataclass
 class Member:
     spec: ObjectiveSpec
@@ -130,7 +137,8 @@ class Member:
     channels_last: bool = False
 
     def __post_init__(self):
-        self.trained = self.trained or self.model
+        if self.trained is None:
+            self.trained = self.model
 
 
 def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device: torch.device,
@@ -179,7 +187,7 @@ def build_member(config: TrainConfig, spec: ObjectiveSpec, data: Dataset, device
         scheduler = None
     member = Member(spec, config.run_id(spec), config.run_settings(spec), model, objective, optimizer,
                     scheduler, rng_state, adversarial=config if config.adv_attack != "none" else None,
-                    trained=MixedPrecision(model, device.type) if config.precision == "bf16" else model,
+                    trained=training_module(model, config, device),
                     channels_last=config.channels_last)
     return member, notes
 

@@ -51,7 +51,7 @@ with st.form("train-form"):
 
     with st.expander("optimiser, schedule, regularisation, sampler"):
         for row in (("optimizer", "momentum", "schedule", "weight_decay"), ("step_size", "gamma", "dropout", "sampler"),
-                    ("latent_samples", "eval_every", "augment", "precision"), ("channels_last",)):
+                    ("latent_samples", "eval_every", "augment", "precision"), ("channels_last", "compile")):
             for name, col in zip(row, st.columns(4)):
                 values[name] = setting_input(name, col, quick.get(name))
 

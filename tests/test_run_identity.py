@@ -57,6 +57,7 @@ def test_the_hashed_settings_are_pinned():
     (dict(device="cpu"), dict(device="auto")),  # where it ran is not what it is
     (dict(eval_every=5), dict()),  # how often it was watched neither
     (dict(channels_last=True), dict()),  # nor how its tensors were laid out
+    (dict(compile=True), dict()),  # nor whether its forward pass was compiled
     (dict(augment="none"), dict()),  # digits' recipe: no augmentation
     (dict(dataset="cifar10", augment="auto"), dict(dataset="cifar10", augment="crop-flip")),  # CIFAR's recipe
     (dict(dataset="svhn", augment="auto"), dict(dataset="svhn", augment="crop")),  # SVHN's: crops, no mirror
@@ -112,13 +113,13 @@ def test_every_setting_has_a_flag_that_reaches_the_config():
                "eval_every": "2", "augment": "crop", "precision": "bf16",
                "adv_attack": "pgd", "adv_eps": "0.2", "adv_step": "0.05", "adv_steps": "3", "adv_loss": "ce",
                "adv_clean_weight": "0.25", "init_from": "abc"}
-    assert set(changed) | {"adv_targeted", "channels_last"} == set(SETTINGS)
+    assert set(changed) | {"adv_targeted", "channels_last", "compile"} == set(SETTINGS)
     argv = ["train"] + [x for name, v in changed.items() for x in ("--" + name.replace("_", "-"), v)] + \
-        ["--adv-targeted", "--channels-last"]
+        ["--adv-targeted", "--channels-last", "--compile"]
     config = build_config(parser().parse_args(argv))
     for name, text in changed.items():
         assert getattr(config, name) == SETTINGS[name].kind(text), name
-    assert config.adv_targeted is True and config.channels_last is True
+    assert config.adv_targeted is True and config.channels_last is True and config.compile is True
     assert all(not flags[n].default for n in SETTINGS)  # unset flags leave the preset's value
 
 
