@@ -194,3 +194,12 @@ def test_command_line_evaluate_groups_seeds_and_compares_the_worst_case(tmp_path
     bad = subprocess.run([sys.executable, "-m", "engine", "evaluate", run_ids[0], "--batch-size", "0"], cwd=root,
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "batch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_cpu_attack_batch_keeps_a_batch_of_images_in_cache():
+    from engine.robustness import attack_batch
+
+    assert attack_batch(torch.zeros(5, 1, 8, 8), None) == 1000  # digits: a thousand at once
+    assert attack_batch(torch.zeros(5, 1, 28, 28), None) == 100  # Fashion-MNIST: the papers' hundred
+    assert attack_batch(torch.zeros(0, 3, 32, 32), None) == 100
+    assert attack_batch(torch.zeros(5, 1, 28, 28), 500) == 500  # asked for: as asked
