@@ -6,7 +6,7 @@ Runs are made through the store's API (``save_run``, ``put_result``) with record
 ones: settings, final metrics, a 100-epoch history (kept out of listings), a small checkpoint, and
 per run the clean decisions and one attack's outcome and accuracy at ε 0.1 on 450 test samples, as a
 sweep stores them, after which the sweep derives what listings show of them (each run's worst case and
-attacks, ``engine.suites.refresh_headlines``). Each listing is timed on a freshly opened store (no warm
+attacks, ``engine.report.derive_listing_values``). Each listing is timed on a freshly opened store (no warm
 caches of its own), median of --repeats. ``--stale`` skips the deriving, as in a store whose results
 were written by an older version: its first Runs page view then composes every run's worst case once.
 
@@ -30,7 +30,7 @@ from cache import RunStore  # noqa: E402
 from engine.report import cached_attacks, runs_table  # noqa: E402
 from cache.points import result_key  # noqa: E402
 from engine.robustness import accuracy_settings, bits  # noqa: E402
-from engine.suites import refresh_headlines  # noqa: E402
+from engine.report import derive_listing_values  # noqa: E402
 
 SAMPLES = 450
 
@@ -73,7 +73,7 @@ def fill(store: RunStore, start: int, stop: int, rng: np.random.Generator, deriv
                          {"kind": "accuracy", "run_id": run_id, **settings, "accuracy": float(survived.float().mean()),
                           "seconds": 0.0, "created": 0.0})
         if derive:
-            refresh_headlines(store, [run_id])  # as a sweep does once its results are written
+            derive_listing_values(store, [run_id])  # as a sweep does once its results are written
 
 
 def runs_page_data(store: RunStore) -> list[dict]:

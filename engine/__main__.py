@@ -161,7 +161,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .robustness import accuracy_point, validate_eps
     from .sanity import sanity_warnings
-    from .suites import refresh_headlines
+    from .report import derive_listing_values
     from .train import load_run
 
     store = RunStore(args.store)
@@ -189,7 +189,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         print(f"[{args.attack}] ε = {e:g}: accuracy alone {result['accuracy']:.4f} (an upper bound)"
               f"{' (cached)' if hit else ''}",
               file=sys.stderr, flush=True)
-    refresh_headlines(store, [args.run_id])
+    derive_listing_values(store, [args.run_id])
     print(json.dumps({"run_id": args.run_id, "objective": record["objective"], "attack": args.attack,
                       "params": params, "eps": eps, "accuracy": accuracy, "cached": cached, "samples": n,
                       "seed": args.seed, "seconds": time.perf_counter() - started,

@@ -20,7 +20,6 @@ from models import ARCHITECTURES
 
 from .augment import AUGMENTATIONS
 from .augment import resolve as resolve_augmentation
-
 from .data import DATASET_NAMES
 from .objectives import OBJECTIVES, ConfigError, get_objective_class
 
@@ -136,7 +135,7 @@ class TrainConfig:
                            hashed_as=lambda c: resolve_augmentation(c.augment, c.dataset))
     precision: str = setting("fp32", "precision", "bf16: the network's forward and backward passes under bfloat16 "
                              "autocast, its outputs back in fp32, so every objective's loss and statistics stay fp32 "
-                             "(fastest on a GPU; on a CPU slower); fp32: full precision throughout",
+                             "(meant for a GPU); fp32: full precision throughout",
                              choices=PRECISIONS, omit_unless=lambda c: c.precision != "fp32")
     channels_last: bool = setting(False, "channels-last memory", "the network's weights and training batches in "
                                   "channels-last layout (faster convolutions on a GPU); where it ran, not what it is",

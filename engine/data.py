@@ -116,6 +116,11 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "simplex-workbench" / "data"
 
 
+def data_root(data_dir: str | Path | None) -> Path:
+    """The folder datasets are read from: ``data_dir``, else ``default_data_dir()``."""
+    return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+
+
 # -----------------------------------------------------------------------------
 # Checksum-free torchvision classes.
 # torchvision's CIFAR and SVHN classes md5-check every file against the official release, so a user's
@@ -154,7 +159,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
         x_train, y_train, x_test, y_test = (t.clone() for t in _digits_tensors())  # callers may mutate
         class_names = [str(d) for d in range(10)]
     else:
-        root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+        root = data_root(data_dir)
         if not _files_present(name, root) and name in SYSTEM_COPIES and SYSTEM_COPIES[name].complete(name):
             _unpack_system_copy(name, root)
         x_train, y_train, x_test, y_test, class_names = _load_torchvision(name, root, download, verify_checksums)
@@ -201,7 +206,7 @@ def dataset_status(name: str, data_dir: str | Path | None = None) -> dict[str, o
     if not info.files:
         return {"dataset": name, "label": info.label, "ready": True, "source": "embedded (scikit-learn)",
                 "looked_in": [], "how": ""}
-    root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    root = data_root(data_dir)
     copy = SYSTEM_COPIES.get(name)
     looked_in = [str(root)] + ([str(copy.folder)] if copy else [])
     if _files_present(name, root):

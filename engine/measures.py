@@ -29,12 +29,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from cache.points import cached
+
 from .attacks import attack_params, build_attack, single_run_params
 from .config import settings_hash
 from .objectives import ConfigError
 from .rng import private_rng
-from cache.points import cached
-
 from .robustness import load_for_evaluation, validate_eps
 
 Progress = Callable[[int, int], None] | None

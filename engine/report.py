@@ -280,7 +280,10 @@ def cached_attacks(store, run_ids: list[str] | None = None) -> list[tuple[str, f
 
 def derive_listing_values(store, run_ids: list[str]) -> None:
     """Derive what listings show of each run's results (its worst case, its attacks) right after they
-    were written, so that the Runs page reads them instead of composing them from every result."""
+    were written, so that the Runs page reads them instead of composing them from every result.
+    Without a store there is nothing to keep."""
+    if store is None:
+        return
     for run_id in dict.fromkeys(run_ids):
         worst_case_of(store, run_id)
         attacks_of(store, run_id)

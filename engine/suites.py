@@ -15,6 +15,7 @@ from cache.points import result_key
 
 from .robustness import (accuracy_point, accuracy_settings, cached_worst_case, load_for_evaluation, member_label,
                          store_accuracy, validate_batch, worst_case_point)
+from .report import derive_listing_values
 from .sanity import cross_attack_warnings, sanity_warnings, worst_case_warnings
 
 Event = Callable[[dict], None] | None
@@ -24,14 +25,6 @@ def _cancelled():
     from .train import Cancelled
 
     return Cancelled("cancelled by the user")
-
-
-def refresh_headlines(store, run_ids: list[str]) -> None:
-    """Once new results are written: derive what listings show of them (``engine.report``)."""
-    from .report import derive_listing_values
-
-    if store is not None:
-        derive_listing_values(store, run_ids)
 
 
 def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], eps: list[float],
@@ -82,7 +75,7 @@ def sweep_job(store, run_ids: list[str], attack: str, params: dict[str, Any], ep
     for run_id in run_ids:
         own = [p for p in points if p["run_id"] == run_id]
         warnings[run_id] = sanity_warnings([p["eps"] for p in own], [p["accuracy"] for p in own], attack)
-    refresh_headlines(store, run_ids)
+    derive_listing_values(store, run_ids)
     return {"points": points, "warnings": warnings}
 
 
@@ -244,7 +237,7 @@ def suite_job(store, run_ids: list[str], suite: str, samples: int | None = None,
                                     for w in sanity_warnings(curve["eps"], curve["accuracy"], entry["attack"])]
         own = [r for r in store.list_results(run_id, "accuracy") if r.get("samples") == len(y) and r.get("seed") == seed]
         out["warnings"] += [f"{name}: {message}" for _, _, message in cross_attack_warnings(own)]
-    refresh_headlines(store, run_ids)
+    derive_listing_values(store, run_ids)
     out["seconds"] = time.perf_counter() - started
     return out
 

@@ -133,7 +133,7 @@ class Member:
     step_seconds: float = 0.0
     pending_timers: list = field(default_factory=list)
     views: dict[str, dict[str, np.ndarray | None]] = field(default_factory=dict)  # newest extra views
-    trained: torch.nn.Module | None = None  # what the training step calls: the model, or it in bf16
+    trained: torch.nn.Module | None = None  # what the training step calls (``training_module``)
     channels_last: bool = False
 
     def __post_init__(self):

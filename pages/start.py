@@ -2,12 +2,13 @@
 import streamlit as st
 
 from engine.config import PRESET_NOTES, PRESETS, preset
-from engine.data import DATASETS, dataset_status
+from engine.data import DATASETS
 from engine.groups import parse_seeds
 from engine.objectives import ConfigError
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager
-from ui.widgets import class_picker, comparison_view, job_latent_entries, latent_panels, live_fragment, worst_case_view
+from ui.widgets import (class_picker, comparison_view, dataset_notice, job_latent_entries, latent_panels, live_fragment,
+                        worst_case_view)
 
 st.title("Simplex Workbench")
 st.markdown(
@@ -24,10 +25,7 @@ name = st.radio("data", list(DATA), format_func=DATA.get, horizontal=True, key="
 recipe = PRESETS[name]
 st.caption(PRESET_NOTES[name] + ". Model: the LeNet-5-style CNN. Both objectives see identical batches. "
            "Runs with identical settings are taken from the store instead of being retrained.")
-status = dataset_status(recipe["dataset"])
-if not status["ready"]:
-    st.warning(f"{status['label']} is not on this machine (looked in {', '.join(status['looked_in'])}). To get it: "
-               f"{status['how']}.")
+ready = dataset_notice(recipe["dataset"], say_ready=False)
 c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
 epochs = c1.number_input("epochs", min_value=1, max_value=2000, value=recipe["epochs"], key=f"start-epochs-{name}",
                          help=f"The preset trains {recipe['epochs']} epochs; its time is stated above.")
@@ -35,7 +33,7 @@ seeds_text = c2.text_input("seeds", value="0,1,2" if name == "quick" else "0", k
                            help="One job per seed, one after the other. With ≥ 2 seeds the page adds mean ± 95 % CI "
                                 "per objective and a paired per-seed verdict GCCS vs CE (≥ 3 seeds for a comparison).")
 force = c3.checkbox("retrain even if stored", value=False)
-if c4.button(f"▶ Train CE vs GCCS on {recipe['dataset']}", type="primary", disabled=not status["ready"]):
+if c4.button(f"▶ Train CE vs GCCS on {recipe['dataset']}", type="primary", disabled=not ready):
     try:
         seeds = parse_seeds(seeds_text, "seeds")
     except ConfigError as exc:

@@ -2,12 +2,12 @@
 import streamlit as st
 
 from engine.config import PRESET_NOTES, PRESETS, SETTINGS, ObjectiveSpec, TrainConfig, preset_params, warnings_for
-from engine.data import DATASETS, dataset_status
+from engine.data import DATASETS
 from engine.groups import parse_seeds
 from engine.objectives import OBJECTIVES, ConfigError
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager, get_store
-from ui.widgets import comparison_view, listing_warning, param_input, setting_input, worst_case_view
+from ui.widgets import comparison_view, dataset_notice, listing_warning, param_input, setting_input, worst_case_view
 
 MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
                 "resnet20": "CIFAR ResNet-20", "resnet32": "CIFAR ResNet-32"}
@@ -36,11 +36,7 @@ values = {"dataset": setting_input("dataset", c1, quick["dataset"], format_func=
           "model": setting_input("model", c2, quick["model"], format_func=MODEL_LABELS.get),
           "device": setting_input("device", c3)}
 dataset, model = values["dataset"], values["model"]
-status = dataset_status(dataset)
-if status["ready"]:
-    c1.caption(f"ready: {status['source']}")
-else:
-    c1.warning(f"not on this machine (looked in {', '.join(status['looked_in'])}); to get it: {status['how']}")
+dataset_notice(dataset, c1)
 with st.form("train-form"):
     c1, c2, c3, c4 = st.columns(4)
     for name, col in zip(("epochs", "batch_size", "lr"), (c1, c2, c3)):

@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 from engine.config import DEFAULTS, SETTINGS
+from engine.data import dataset_status
 from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
 from engine.objectives import Objective, Param
 from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
@@ -114,6 +115,20 @@ def setting_input(name: str, container=st, value: Any = None, **widget) -> Any:
     if s.kind is int:
         return container.number_input(s.label, value=int(value), step=1, help=help_text, **limits, **widget)
     return container.number_input(s.label, value=float(value), format="%g", help=help_text, **limits, **widget)
+
+
+def dataset_notice(dataset: str, container=st, say_ready: bool = True) -> bool:
+    """Beside a dataset's picker: where it is read from (unless not ``say_ready``), or that it is
+    missing, where the workbench looked and how to get it (``engine.data.dataset_status``). Returns
+    whether it is ready."""
+    status = dataset_status(dataset)
+    if status["ready"]:
+        if say_ready:
+            container.caption(f"ready: {status['source']}")
+    else:
+        container.warning(f"{status['label']} is not on this machine (looked in {', '.join(status['looked_in'])}). "
+                          f"To get it: {status['how']}.")
+    return status["ready"]
 
 
 def attack_param_inputs(attack: str, key: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
