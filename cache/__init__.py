@@ -11,6 +11,7 @@ behind a sha256; nothing is ever unpickled) and read through ``cache.disk.StoreD
                       it was computed from ("clean", "outcome", "accuracy", "shift", a measure's name)
     derived:<id>      values derived from run <id>'s results (its worst case) and a stamp; every result
                       written replaces it, so listings read it instead of recomposing what still holds
+    study:<name>      a study's definition and its cells' per-run values (engine.studies)
 A run is written in one transaction, record last, so a reader never sees half a run and a failed or
 cancelled job leaves the store exactly as it was. Reads go through a read-only connection of their
 own: opening a store and reading from it write nothing (a full disk still lists and loads).
@@ -454,18 +455,87 @@ class RunStore:
 
     def save_run(self, record: dict[str, Any], checkpoint: dict[str, Any], latents: dict[str, Any]) -> None:
         """Store a finished run (a retrained one replaces its old rows and cached results)."""
+        self._save(record, checkpoint, latents, {})
+
+    def _save(self, record: dict[str, Any], checkpoint: dict[str, Any], latents: dict[str, Any],
+              results: dict[str, dict[str, Any]]) -> None:
+        """A run's rows and ``results`` ({result key: value stamped with this checkpoint}) in one transaction."""
         run_id = record["run_id"]
         ckpt, lat = codec.encode(checkpoint), codec.encode(latents)
         record = {**record, "blobs": {"checkpoint": codec.body_digest(ckpt), "latents": codec.body_digest(lat)}}
         summary = {k: v for k, v in record.items() if k != "history"}
+        foreign = [k for k, v in results.items() if not k.startswith(f"{run_id}:") or not isinstance(v, dict)
+                   or v.get("checkpoint") != record["blobs"]["checkpoint"]]
+        if foreign:
+            raise StoreError(f"run {run_id}: {len(foreign)} result(s) were not computed from its checkpoint "
+                             f"(first: {foreign[0]}); nothing was stored")
         with self._writing(f"run {run_id}"):
             cache = self._cache()
             with cache.transact():
                 self._delete_results(cache, run_id)
                 cache.set(f"ckpt:{run_id}", ckpt)
                 cache.set(f"latents:{run_id}", lat)
+                for key, value in results.items():
+                    cache.set(f"result:{key}", codec.encode(value))
                 cache.set(f"run:{run_id}", codec.encode(record))
                 cache.set(f"summary:{run_id}", codec.encode(summary))
+
+    # --- a run as one value, to carry it from one store to another (a Ray worker's to the driver's) ---
+    def export_run(self, run_id: str) -> bytes:
+        """The run's record, checkpoint, latents and cached results as ``cache.codec`` bytes: JSON and
+        raw arrays behind a checksum, never a pickle (``import_run`` reads them)."""
+        results = {}
+        digest = self.checkpoint_digest(run_id)
+        for row in self._rows(f"result:{run_id}:"):
+            value = self._decode(row)
+            if isinstance(value, dict) and value.get("checkpoint") == digest:
+                results[str(row[0])[len("result:"):]] = value
+        record = {k: v for k, v in self.get_run(run_id).items() if k != "blobs"}
+        return codec.encode({"bundle": 1, "record": record, "checkpoint": self.load_checkpoint(run_id),
+                             "latents": self.get_latents(run_id), "results": results})
+
+    def import_run(self, data: bytes) -> str:
+        """Store a run exported by ``export_run`` (from any store) with its cached results, in one
+        transaction; returns its id. Damaged bytes, or results computed from another checkpoint,
+        raise StoreError and store nothing."""
+        try:
+            bundle = codec.decode(data)
+            if not isinstance(bundle, dict) or bundle.get("bundle") != 1 or not isinstance(bundle.get("record"), dict):
+                raise codec.CodecError("it is not an exported run")
+            record, results = bundle["record"], bundle["results"]
+            if not isinstance(record.get("run_id"), str) or not isinstance(results, dict):
+                raise codec.CodecError("its record has no run id")
+        except (codec.CodecError, KeyError, TypeError) as exc:
+            raise StoreError(f"an exported run could not be read ({exc}); nothing was stored") from None
+        self._save(record, bundle["checkpoint"], bundle["latents"], results)
+        return record["run_id"]
+
+    # --- studies (engine.studies): one row each, the definition and the per-run values ---------------
+    def put_study(self, name: str, value: dict[str, Any]) -> None:
+        with self._writing(f"study {name}"):
+            cache = self._cache()
+            with cache.transact():
+                cache.set(f"study:{name}", codec.encode(value))
+
+    def get_study(self, name: str) -> dict[str, Any] | None:
+        """A stored study, or None; a damaged row raises StoreCorrupt naming it."""
+        try:
+            rows = self._row(f"study:{name}")
+            return self._decode(rows[0]) if rows else None
+        except (RowRefused, codec.CodecError, OSError, sqlite3.DatabaseError) as exc:
+            raise StoreCorrupt(f"study {name} in the store at {self.path} is damaged ({exc}); run the study again "
+                               f"to write it anew (its runs are kept)", what="study") from None
+
+    def list_studies(self) -> Listing:
+        """Every stored study, by name; unreadable ones are named in ``.problems``."""
+        studies, problems = [], []
+        for row in self._rows("study:"):
+            value, exc = self._try_decode(row)
+            if exc is None and isinstance(value, dict):
+                studies.append(value)
+            else:
+                problems.append(f"{str(row[0])[len('study:'):]} ({exc or 'not a study'})")
+        return Listing(sorted(studies, key=lambda s: str(s.get("name"))), problems)
 
     def delete_run(self, run_id: str) -> bool:
         with self._writing(f"the deletion of run {run_id}"):

@@ -327,6 +327,89 @@ def cmd_store(args: argparse.Namespace) -> int:
     return 0 if report["clean"] or "repaired" in report else 1
 
 
+def study_of(args: argparse.Namespace):
+    """The study named on the command line with its --dataset, --seeds and --epochs applied."""
+    from .groups import parse_seeds
+    from .studies import load_study
+
+    study = load_study(args.study)
+    changes: dict[str, Any] = {}
+    if args.dataset:
+        changes["datasets"] = [args.dataset]
+    if args.seeds:
+        changes["seeds"] = parse_seeds(args.seeds, "--seeds")
+    if args.epochs:
+        if "epochs" in study.grid:
+            raise ConfigError(f"--epochs: study {study.name} varies epochs in its grid; give a study file instead")
+        changes["settings"] = {**study.settings, "epochs": args.epochs}
+    return study.with_(**changes) if changes else study
+
+
+def study_output(results: dict[str, Any], table: str | None) -> str:
+    """The results as JSON (cells, claims, verdicts), or the cells' and claims' tables."""
+    from .studies import claim_rows, result_rows, to_csv, to_latex, to_markdown
+
+    if table is None:
+        cells = [{k: c[k] for k in ("dataset", "objective", "label", "settings", "n", "seeds", "run_ids", "metrics",
+                                    "gain", "paper")} for c in results["cells"]]
+        return json.dumps({**{k: v for k, v in results.items() if k != "cells"}, "cells": cells}, indent=2,
+                          ensure_ascii=False)
+    render = {"markdown": to_markdown, "csv": to_csv,
+              "latex": lambda rows: to_latex(rows, results["title"])}[table]
+    claims = claim_rows(results)
+    return render(result_rows(results)) + ("\n" + render(claims) if claims else "")
+
+
+def study_progress(quiet: bool):
+    def on_event(event: dict[str, Any]) -> None:
+        if quiet:
+            return
+        if event["type"] == "study-start":
+            print(f"study: {event['runs']} runs, {event['todo']} to train or evaluate", file=sys.stderr, flush=True)
+        elif event["type"] == "study-progress":
+            eta = f", about {event['eta']:.0f} s left" if event.get("eta") else ""
+            error = f": {event['error']}" if event.get("error") else ""
+            print(f"[{event['done']}/{event['total']}] {event['cell']} seed {event['seed']} ({event['run_id']}) "
+                  f"{event['status']}{error}{eta}", file=sys.stderr, flush=True)
+    return on_event
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """study run NAME|FILE: train and evaluate a study's grid; study show NAME: its stored results;
+    study list: the built-in reproductions and the stored studies."""
+    from .reproductions import REPRODUCTIONS
+    from .studies import load_study, stored_values, study_from_dict, study_results
+    from .study_run import run_study
+
+    store = RunStore(args.store)
+    if args.action == "list":
+        stored = store.list_studies()
+        print(json.dumps({"built_in": [{"name": n, "title": d["title"]} for n, d in REPRODUCTIONS.items()],
+                          "stored": [{"name": s["name"], "title": s["definition"].get("title", ""),
+                                      "runs": len(s.get("values", {})), "updated": s.get("updated")} for s in stored],
+                          "problems": stored.problems}, indent=2, ensure_ascii=False))
+        return 0
+    if not args.study:
+        raise ConfigError(f"study {args.action} needs NAME|FILE: one of {', '.join(REPRODUCTIONS)}, a stored study's "
+                          f"name or a TOML file")
+    if args.action == "show":
+        row = store.get_study(args.study)
+        study = study_from_dict(row["definition"]) if row else load_study(args.study)
+        results = study_results(study, stored_values(store, study), seconds=row.get("seconds") if row else None)
+        print(study_output(results, args.table))
+        return 0
+    study = study_of(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    results = run_study(study, store, executor=args.executor, address=args.address, threads=args.threads,
+                        cpus=args.cpus, device=args.device, data_dir=args.data_dir, on_event=study_progress(args.quiet),
+                        cancel=cancel)
+    print(study_output(results, args.table))
+    return 0 if not results["failed"] else 1
+
+
 MAX_THREADS = 256  # torch.set_num_threads far beyond the cores crashes the process (OpenMP)
 
 
@@ -422,6 +505,31 @@ def parser() -> argparse.ArgumentParser:
                    help="spsa-grid: comma-separated perturbation samples (default 512,1024,2048,8192)")
     add_evaluation_args(m, 100, "run")
     m.set_defaults(func=cmd_measure)
+
+    from .reproductions import REPRODUCTIONS  # noqa: PLC0415
+    from .data import DATASET_NAMES  # noqa: PLC0415
+    st = sub.add_parser("study", help="run, show or list studies: grids of runs over seeds and settings with the "
+                                      "papers' numbers and verdicts; prints JSON",
+                        description="Built-in reproductions: " + "; ".join(f"{n}: {d['title']}"
+                                                                           for n, d in REPRODUCTIONS.items()))
+    st.add_argument("action", choices=["run", "show", "list"])
+    st.add_argument("study", nargs="?", metavar="NAME|FILE", help="a built-in reproduction or a study's TOML file")
+    st.add_argument("--dataset", choices=list(DATASET_NAMES), help="run on this dataset only (default: the study's)")
+    st.add_argument("--seeds", metavar="S,S,...", help="the seeds (default: the study's, 0,1,2)")
+    st.add_argument("--epochs", type=bounded_int(1, 100_000), help="epochs of every run (default: the preset's)")
+    st.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local: this process (default); ray: one Ray task per run, on --address or on a local "
+                         "cluster started for the study")
+    st.add_argument("--address", help="ray: the address of an existing cluster (e.g. ray://head:10001 or auto)")
+    st.add_argument("--cpus", type=bounded_int(1, MAX_THREADS),
+                    help="ray without --address: CPUs of the local cluster (default: all)")
+    st.add_argument("--threads", type=bounded_int(1, MAX_THREADS),
+                    help="torch CPU threads per run (ray: also the CPUs each task reserves; default 1 there)")
+    st.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where runs train and are attacked")
+    st.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
+    st.add_argument("--table", choices=["markdown", "latex", "csv"], help="print the tables instead of JSON")
+    st.add_argument("--quiet", action="store_true", help="no per-run progress on stderr")
+    st.set_defaults(func=cmd_study)
 
     d = sub.add_parser("data", help="every dataset: ready or missing, where it looked, how to get it; prints JSON")
     d.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
