@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/robustness.py", title="Robustness", icon=":material/shield:"),
     st.Page("pages/examples.py", title="Examples", icon=":material/photo_library:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
+    st.Page("pages/studies.py", title="Studies", icon=":material/science:"),
 ]
 page = st.navigation(PAGES)
 with store_errors():

@@ -115,6 +115,15 @@ class Job:
             elif kind == "worst-case":
                 self.worst_case.append(event)
                 self.detail = f"{len(self.worst_case)}/{self.total_points} worst-case points"
+            elif kind == "study-start":  # studies (engine.study_run): runs, not points
+                self.total_points = event["runs"]
+                self.detail = f"{event['runs'] - event['todo']}/{event['runs']} runs"
+                self.progress = (event["runs"] - event["todo"]) / max(event["runs"], 1)
+            elif kind == "study-progress":
+                self.points.append(event)  # one per run finished (or failed, or retried): the cells' progress
+                self.progress = event["done"] / max(event["total"], 1)
+                self.eta = event["eta"]
+                self.detail = f"{event['done']}/{event['total']} runs · {event['cell']} seed {event['seed']}"
             elif kind == "reused":
                 record, stored = event["record"], event["latents"]
                 self.history[event["run_id"]] = list(record["history"])
@@ -263,6 +272,22 @@ class JobManager:
 
         title = f"{measure} · {len(run_ids)} run{'s' * (len(run_ids) > 1)}"
         return self.submit("measure", title, device, {"runs": list(run_ids), "measure": measure, **settings}, work)
+
+    def submit_study(self, study, executor: str = "local", address: str | None = None, device: str = "cpu") -> str:
+        """Queue a study (``engine.study_run.run_study``); its result is ``engine.studies.study_results``."""
+        from .study_run import EXECUTORS, run_study
+
+        if executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+        seeds = ",".join(map(str, study.seeds))
+        title = f"study {study.name} · {', '.join(study.datasets)} · seeds {seeds} · {executor}"
+
+        def work(job: Job):
+            return run_study(study, self.store, executor=executor, address=address or None,
+                             threads=self.cpu_threads, device=job.device, data_dir=self.data_dir,
+                             on_event=job.publish, cancel=job.cancel_event)
+
+        return self.submit("study", title, device, {"study": study.to_dict(), "executor": executor}, work)
 
     def submit_examples(self, run_ids: list[str], attack: str, eps: float | None, params: dict[str, Any] | None = None,
                         indices: int | list[int] = 5, seed: int = 0, device: str = "cpu",

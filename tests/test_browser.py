@@ -214,3 +214,40 @@ def test_start_page_compares_on_fashion_mnist_in_a_real_browser(server, browser)
     time.sleep(2)
     browser.save_screenshot(str(SHOTS / "start_page_fashion_mnist.png"))
     assert_no_exception(browser)
+
+
+def test_studies_page_runs_a_reproduction_in_a_real_browser(server, browser):
+    """GCCS Table 1 (λ) on digits, 2 seeds of 20 epochs: progress run by run, then the cells with the
+    paper's numbers, the claims with their verdicts, and the figure."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server)  # the app first: a server's first request to a page's path would skip its frame
+    wait_for(lambda: [b for b in browser.find_elements(By.TAG_NAME, "button") if "Train CE vs GCCS" in b.text],
+             what="the start page")
+    browser.get(server + "/studies")
+    for label, value in (("seeds", "0,1"), ("epochs (0: the preset's)", "20")):
+        box = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f'input[aria-label="{label}"]'),
+                       what=f"the {label} input")[0]
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value, Keys.ENTER)
+        time.sleep(1)
+    body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    wait_for(lambda: "12 runs: 2 seeds of each cell" in body(), what="the study's size")
+    _click_button(browser, "Run study")
+    try:
+        wait_for(lambda: "Study gccs-table1 finished: 12 runs" in body(), timeout=400, what="the study to finish")
+        wait_for(lambda: "kurtosis term helps" in body() and browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"),
+                 timeout=60, what="the claims and the figure")
+    except AssertionError as failure:
+        browser.save_screenshot(str(SHOTS / "studies_page_failure.png"))
+        raise AssertionError(f"{failure}; the page read: {body()[:3000]}")
+    text = body()
+    assert any(v in text for v in ("reproduced", "within noise")), text[-2000:]
+    assert "mnist: +0.0038, cifar10: +0.0364" in text  # the paper's differences beside the claim
+    time.sleep(2)
+    target = [e for e in browser.find_elements(By.TAG_NAME, "h3") if "Stored studies" in e.text][0]
+    browser.execute_script("arguments[0].scrollIntoView();", target)
+    time.sleep(1)
+    browser.save_screenshot(str(SHOTS / "studies_page.png"))
+    assert_no_exception(browser)

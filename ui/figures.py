@@ -366,3 +366,61 @@ def transfer_heatmap(sources: list[str], targets: list[str], accuracy: list[list
                       margin=dict(l=10, r=10, t=50, b=10), xaxis_title="target (classifies)",
                       yaxis_title="substitute (crafts)", yaxis_autorange="reversed")
     return fig
+
+
+# --- studies ---------------------------------------------------------------------------------------
+def _axis_text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def study_figure(results: dict, metric: str, dataset: str, gain: bool = False) -> go.Figure:
+    """One metric of a study's cells (mean, 95 % CI as error bars) against the study's first grid
+    axis, one line per objective and value of the other axes; a cell without that axis (the
+    baseline in a sweep of another objective's constant) is a dashed level with its CI as a band.
+    ``gain``: the paired difference to the baseline cell instead of the value (GCCS Fig. 2)."""
+    cells = [c for c in results["cells"] if c["dataset"] == dataset]
+    axes = list(results["definition"]["grid"])
+    x_axis = axes[0] if axes else None
+    fig = go.Figure()
+    series: dict[tuple, list[dict]] = {}
+    for cell in cells:
+        rest = tuple((k, v) for k, v in cell["settings"].items() if k != x_axis)
+        series.setdefault((cell["objective"], rest), []).append(cell)
+
+    def point(cell):
+        if gain:
+            g = cell["gain"].get(metric)
+            return (None, None) if not g else (g["mean_difference"], g["ci95"])
+        m = cell["metrics"].get(metric) or {}
+        return m.get("mean"), m.get("ci95")
+
+    xs_all = [_axis_text(c["settings"][x_axis]) for c in cells if x_axis in c["settings"]]
+    xs_all = list(dict.fromkeys(xs_all))
+    for i, ((objective, rest), members) in enumerate(series.items()):
+        name = objective.upper() + "".join(f" · {k.rpartition('.')[2]} {_axis_text(v)}" for k, v in rest)
+        colour = colour_of(objective, i)
+        ys = [point(c) for c in members]
+        if x_axis is None or x_axis not in members[0]["settings"]:
+            mean, ci = ys[0]
+            if mean is None or not xs_all:
+                fig.add_trace(go.Bar(x=[name], y=[mean], error_y=dict(type="data", array=[ci or 0]), name=name,
+                                     marker_color=colour))
+                continue
+            fig.add_trace(go.Scatter(x=xs_all, y=[mean] * len(xs_all), mode="lines", name=f"{name} (no {x_axis})",
+                                     line=dict(color=colour, dash="dash")))
+            if ci:
+                fig.add_trace(go.Scatter(x=xs_all + xs_all[::-1], y=[mean + ci] * len(xs_all) + [mean - ci] * len(xs_all),
+                                         fill="toself", fillcolor=_translucent(colour, 0.15), line=dict(width=0),
+                                         hoverinfo="skip", showlegend=False))
+            continue
+        fig.add_trace(go.Scatter(x=[_axis_text(c["settings"][x_axis]) for c in members], y=[m for m, _ in ys],
+                                 error_y=dict(type="data", array=[ci or 0 for _, ci in ys], visible=True),
+                                 mode="lines+markers", name=name, line=dict(color=colour)))
+    what = f"gain over {str(results['baseline']).upper()} in {metric}" if gain else metric
+    fig.update_layout(title=f"{results['title'] or results['study']} · {dataset}: {what} (mean ± 95 % CI over "
+                            f"seeds {', '.join(map(str, results['seeds']))})",
+                      xaxis_title=x_axis or "cell", yaxis_title=what, height=400, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(font_size=11))
+    if gain:
+        fig.add_hline(y=0, line=dict(color="grey", width=1))
+    return fig
