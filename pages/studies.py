@@ -71,10 +71,10 @@ if study is not None:
         if study.notes:
             st.caption(study.notes)
 
-    c1, c2, c3, c4 = st.columns(4)
-    dataset = c1.selectbox("dataset", DATASET_NAMES, index=DATASET_NAMES.index(study.datasets[0]), key="studies-dataset",
+    c1, c2, c3, c4 = st.columns(4)  # keyed by the study: picking another one shows its own defaults
+    dataset = c1.selectbox("dataset", DATASET_NAMES, index=DATASET_NAMES.index(study.datasets[0]), key=f"studies-dataset-{study.name}",
                            format_func=lambda d: f"{d} · {DATASETS[d].label}")
-    seeds_text = c2.text_input("seeds", ",".join(map(str, study.seeds)), key="studies-seeds",
+    seeds_text = c2.text_input("seeds", ",".join(map(str, study.seeds)), key=f"studies-seeds-{study.name}",
                                help="Comma-separated, at least 2 for a verdict (3 or more for a claim worth printing).")
     epochs = c3.number_input("epochs (0: the preset's)", min_value=0, max_value=100_000, value=0, step=1,
                              key="studies-epochs", help="Every run's epochs; 0 keeps the dataset preset's own "
