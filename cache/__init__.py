@@ -502,9 +502,14 @@ class RunStore:
             bundle = codec.decode(data)
             if not isinstance(bundle, dict) or bundle.get("bundle") != 1 or not isinstance(bundle.get("record"), dict):
                 raise codec.CodecError("it is not an exported run")
-            record, results = bundle["record"], bundle["results"]
-            if not isinstance(record.get("run_id"), str) or not isinstance(results, dict):
-                raise codec.CodecError("its record has no run id")
+            record, results = bundle["record"], bundle.get("results")
+            if not isinstance(record.get("run_id"), str) or not isinstance(record.get("settings"), dict):
+                raise codec.CodecError("its record has no run id or settings")
+            if not isinstance(results, dict):
+                raise codec.CodecError("its results are not a table of result keys")
+            missing = [part for part in ("checkpoint", "latents") if not isinstance(bundle.get(part), dict)]
+            if missing:
+                raise codec.CodecError(f"it has no {' or '.join(missing)}")
         except (codec.CodecError, KeyError, TypeError) as exc:
             raise StoreError(f"an exported run could not be read ({exc}); nothing was stored") from None
         self._save(record, bundle["checkpoint"], bundle["latents"], results)

@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cache.points import stable_hash
 
@@ -44,7 +44,7 @@ MEASURES = ("deepfool", "cw", "spsa-grid")
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 VERDICTS = {HIGHER: {"higher": REPRODUCED, "lower": NOT_REPRODUCED},
             LOWER: {"higher": NOT_REPRODUCED, "lower": REPRODUCED}}
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 KEYS = ("name", "title", "description", "objectives", "datasets", "seeds", "preset", "settings", "grid", "evaluate",
         "baseline", "claims", "paper", "notes")
 
@@ -90,16 +90,22 @@ def _field_error(where: str, allowed: str, got: Any) -> ConfigError:
 
 
 def _objective_specs(value: Any) -> tuple[ObjectiveSpec, ...]:
+    """The study's objectives with the constants it gives them (checked; the rest are filled in per
+    dataset when a run is planned, so a preset's own constants apply as they do to ``train``)."""
     allowed = f"a list of objective names ({', '.join(OBJECTIVES)}) or {{name, params}} tables"
     if not isinstance(value, (list, tuple)) or not value:
         raise _field_error("objectives", allowed, value)
     specs = []
     for item in value:
+        if isinstance(item, dict) and set(item) - {"name", "params"}:
+            raise ConfigError(f"study objectives: unknown key {sorted(set(item) - {'name', 'params'})[0]!r} in "
+                              f"{item!r}; allowed: name, params")
         name, params = (item, {}) if isinstance(item, str) else (
             (item.get("name"), item.get("params", {})) if isinstance(item, dict) else (None, None))
-        if name not in OBJECTIVES or not isinstance(params, dict):
+        if not isinstance(name, str) or name not in OBJECTIVES or not isinstance(params, dict):
             raise _field_error("objectives", allowed, item)
-        specs.append(ObjectiveSpec(name, get_objective_class(name).validate_params(dict(params))))
+        checked = get_objective_class(name).validate_params(dict(params))
+        specs.append(ObjectiveSpec(name, {k: checked[k] for k in params}))
     if len({s.name for s in specs}) != len(specs):
         raise ConfigError("study objectives: each objective may appear once (vary its constants with the grid, "
                           "e.g. [grid] \"gccs.lam\" = [0, 0.2])")
@@ -109,8 +115,13 @@ def _objective_specs(value: Any) -> tuple[ObjectiveSpec, ...]:
 def _check_axis(axis: str, values: Any, names: set[str]) -> tuple:
     if not isinstance(values, (list, tuple)) or not values:
         raise _field_error(f"grid.{axis}", "a non-empty list of values", values)
-    if len(set(map(repr, values))) != len(values):
+    cast = _cast_axis(axis, values, names)
+    if len(set(map(repr, cast))) != len(cast):
         raise _field_error(f"grid.{axis}", "a list of distinct values", values)
+    return cast
+
+
+def _cast_axis(axis: str, values: Any, names: set[str]) -> tuple:
     objective, _, param = axis.rpartition(".")
     if objective:
         if objective not in names:
@@ -143,10 +154,15 @@ def _check_evaluation(entry: Any, index: int) -> dict[str, Any]:
         raise ConfigError(f"study {where}: unknown key {sorted(unknown)[0]!r}; allowed: suite, eps, samples, "
                           f"measure, settings")
     if "suite" in entry:
-        suite_plan(entry["suite"], entry.get("eps"))  # names the suite or the ε that is wrong
-        return {"suite": entry["suite"], "eps": None if entry.get("eps") is None else [float(e) for e in entry["eps"]],
+        if not isinstance(entry["suite"], str):
+            raise _field_error(f"{where}.suite", "a suite's name", entry["suite"])
+        try:  # names the suite or the ε that is wrong
+            plan = suite_plan(entry["suite"], entry.get("eps"))
+        except ConfigError as exc:
+            raise ConfigError(f"study {where}: {exc}") from None
+        return {"suite": entry["suite"], "eps": None if entry.get("eps") is None else list(plan[0][2]),
                 "samples": samples}
-    if entry["measure"] not in MEASURES:
+    if not isinstance(entry["measure"], str) or entry["measure"] not in MEASURES:
         raise _field_error(f"{where}.measure", f"one of {', '.join(MEASURES)}", entry["measure"])
     return {"measure": entry["measure"], "settings": measure_settings(entry["measure"], dict(entry.get("settings", {}))),
             "samples": 100 if samples is None else samples}
@@ -158,6 +174,56 @@ def _selector_matches(selector: dict[str, Any], cell: dict[str, Any]) -> bool:
     return all(cell["settings"].get(k) == v for k, v in selector.items() if k != "objective")
 
 
+def _table(d: dict[str, Any], key: str) -> dict[str, Any]:
+    value = d.get(key) or {}
+    if not isinstance(value, dict):
+        raise _field_error(key, f"a table ([{key}] in TOML)", value)
+    return dict(value)
+
+
+def _tables(d: dict[str, Any], key: str, default: tuple = ()) -> tuple[dict[str, Any], ...]:
+    value = d.get(key, default)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
+        raise _field_error(key, f"a list of tables ([[{key}]] in TOML)", value)
+    return tuple(dict(v) for v in value)
+
+
+CLAIM_KEYS = ("text", "metric", "metric_b", "a", "b", "expect", "paper")
+PAPER_KEYS = ("cell", "metric", "values")
+
+
+def _check_claim(claim: dict[str, Any], i: int, cells: list[dict[str, Any]]) -> None:
+    unknown = sorted(set(claim) - set(CLAIM_KEYS))
+    if unknown:
+        raise ConfigError(f"study claims[{i}]: unknown key {unknown[0]!r}; allowed: {', '.join(CLAIM_KEYS)}")
+    for side in ("a", "b"):
+        hits = [c for c in cells if isinstance(claim.get(side), dict) and _selector_matches(claim[side], c)]
+        if len(hits) != 1:
+            raise ConfigError(f"study claims[{i}].{side} must select exactly one cell; {claim.get(side)!r} selects "
+                              f"{len(hits)}")
+    if claim.get("expect") not in ("higher", "lower"):
+        raise _field_error(f"claims[{i}].expect", '"higher" or "lower"', claim.get("expect"))
+    if not isinstance(claim.get("metric"), str) or not isinstance(claim.get("metric_b", ""), str):
+        raise _field_error(f"claims[{i}].metric", "metric = NAME, a metric's name (and metric_b = NAME, b's, "
+                                                  "optionally)", claim.get("metric"))
+    if not isinstance(claim.get("paper", {}), dict) or not all(
+            isinstance(v, (int, float)) for v in claim.get("paper", {}).values()):
+        raise _field_error(f"claims[{i}].paper", "a table of dataset = the paper's difference", claim.get("paper"))
+
+
+def _check_paper(entry: dict[str, Any], i: int, cells: list[dict[str, Any]]) -> None:
+    unknown = sorted(set(entry) - set(PAPER_KEYS))
+    if unknown:
+        raise ConfigError(f"study paper[{i}]: unknown key {unknown[0]!r}; allowed: {', '.join(PAPER_KEYS)}")
+    if not isinstance(entry.get("cell"), dict) or not any(_selector_matches(entry["cell"], c) for c in cells):
+        raise _field_error(f"paper[{i}].cell", "a selector of at least one cell", entry.get("cell"))
+    values = entry.get("values")
+    if not isinstance(entry.get("metric"), str) or not isinstance(values, dict) or not values or not all(
+            ds in DATASET_NAMES and isinstance(v, (int, float)) for ds, v in values.items()):
+        raise _field_error(f"paper[{i}]", f"a table with metric = NAME and values = {{dataset = number}} for "
+                                          f"datasets among {', '.join(DATASET_NAMES)}", entry)
+
+
 def study_from_dict(d: dict[str, Any]) -> Study:
     """A checked Study; every wrong field raises a ConfigError that names it and what is allowed."""
     if not isinstance(d, dict):
@@ -166,50 +232,49 @@ def study_from_dict(d: dict[str, Any]) -> Study:
     if unknown:
         raise ConfigError(f"study: unknown key {unknown[0]!r}; allowed: {', '.join(KEYS)}")
     name = d.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise _field_error("name", "lower-case letters, digits, '.', '_' or '-' (at most 64)", name)
     objectives = _objective_specs(d.get("objectives"))
     names = {o.name for o in objectives}
-    datasets = tuple(d.get("datasets", ("digits",)))
-    if not datasets or any(ds not in DATASET_NAMES for ds in datasets) or len(set(datasets)) != len(datasets):
-        raise _field_error("datasets", f"a list of distinct datasets from {', '.join(DATASET_NAMES)}", d.get("datasets"))
+    datasets = d.get("datasets", ("digits",))
+    if (not isinstance(datasets, (list, tuple)) or not datasets or not all(isinstance(ds, str) for ds in datasets)
+            or any(ds not in DATASET_NAMES for ds in datasets) or len(set(datasets)) != len(datasets)):
+        raise _field_error("datasets", f"a list of distinct datasets from {', '.join(DATASET_NAMES)}", datasets)
     seeds = d.get("seeds", (0, 1, 2))
-    if (not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds)):
+    if (not isinstance(seeds, (list, tuple)) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds)
+            or len(set(seeds)) != len(seeds)):
         raise _field_error("seeds", f"a list of distinct integers from 0 to {MAX_SEED}", seeds)
     preset = d.get("preset")
     if preset is not None and preset not in PRESETS:
         raise _field_error("preset", f"one of {', '.join(PRESETS)} or absent (each dataset's own)", preset)
-    settings = dict(d.get("settings") or {})
+    settings = _table(d, "settings")
     for key, value in settings.items():
         if key not in SETTINGS or key in ("seed", "dataset"):
             raise ConfigError(f"study settings.{key}: not a training setting a study may fix; allowed: "
                               f"{', '.join(n for n in SETTINGS if n not in ('seed', 'dataset'))}")
         settings[key] = check_setting(key, value)
-    grid = {axis: _check_axis(axis, values, names) for axis, values in dict(d.get("grid") or {}).items()}
-    clash = sorted(set(grid) & set(settings))
+    grid = {axis: _check_axis(axis, values, names) for axis, values in _table(d, "grid").items()}
+    clash = sorted(set(grid) & (set(settings) | {f"{o.name}.{k}" for o in objectives for k in o.params}))
     if clash:
-        raise ConfigError(f"study: {clash[0]} is both fixed in settings and varied in grid; keep one")
-    evaluate = tuple(_check_evaluation(e, i) for i, e in enumerate(d.get("evaluate", ({"suite": "robust"},))))
+        where = "settings" if clash[0] in settings else "the objective's params"
+        raise ConfigError(f"study: {clash[0]} is both fixed in {where} and varied in grid; keep one")
+    evaluate = d.get("evaluate", ({"suite": "robust"},))
+    if not isinstance(evaluate, (list, tuple)):
+        raise _field_error("evaluate", "a list of tables ([[evaluate]] in TOML)", evaluate)
+    evaluate = tuple(_check_evaluation(e, i) for i, e in enumerate(evaluate))
     baseline = d.get("baseline", "ce" if "ce" in names else None)
     if baseline is not None and baseline not in names:
         raise _field_error("baseline", f"one of the study's objectives ({', '.join(sorted(names))}) or absent", baseline)
     study = Study(name=name, objectives=objectives, title=str(d.get("title", "")),
-                  description=str(d.get("description", "")), datasets=datasets, seeds=tuple(seeds), preset=preset,
-                  settings=settings, grid=grid, evaluate=evaluate, baseline=baseline,
-                  claims=tuple(dict(c) for c in d.get("claims", ())), paper=tuple(dict(p) for p in d.get("paper", ())),
-                  notes=str(d.get("notes", "")))
-    cells = [c for ds in datasets[:1] for c in planned_cells(study, ds)]
+                  description=str(d.get("description", "")), datasets=tuple(datasets), seeds=tuple(seeds),
+                  preset=preset, settings=settings, grid=grid, evaluate=evaluate, baseline=baseline,
+                  claims=_tables(d, "claims"), paper=_tables(d, "paper"), notes=str(d.get("notes", "")))
+    cells = planned_cells(study, study.datasets[0])
     for i, claim in enumerate(study.claims):
-        for side in ("a", "b"):
-            hits = [c for c in cells if isinstance(claim.get(side), dict) and _selector_matches(claim[side], c)]
-            if len(hits) != 1:
-                raise ConfigError(f"study claims[{i}].{side} must select exactly one cell; {claim.get(side)!r} selects "
-                                  f"{len(hits)}")
-        if claim.get("expect") not in ("higher", "lower") or not isinstance(claim.get("metric"), str) \
-                or not isinstance(claim.get("metric_b", ""), str):
-            raise ConfigError(f"study claims[{i}] needs metric = NAME (and optionally metric_b, b's metric) and "
-                              f"expect = \"higher\" or \"lower\"")
+        _check_claim(claim, i, cells)
+    for i, entry in enumerate(study.paper):
+        _check_paper(entry, i, cells)
     return study
 
 
@@ -369,8 +434,8 @@ def save_values(store, study: Study, values: dict[str, dict[str, float | None]],
     digests = {r["run_id"]: r.get("blobs", {}).get("checkpoint") for r in store.list_runs()}
     key = evaluations_key(study)
     kept = dict(row.get("values") or {})
-    kept.update({run_id: {"checkpoint": digests.get(run_id), "evaluations": key, "values": v}
-                 for run_id, v in values.items()})
+    kept.update({run_id: {"checkpoint": digests[run_id], "evaluations": key, "values": v}
+                 for run_id, v in values.items() if digests.get(run_id)})
     store.put_study(study.name, {"name": study.name, "definition": study.to_dict(), "values": kept,
                                  "updated": time.time(), "seconds": seconds if seconds is not None
                                  else row.get("seconds")})

@@ -16,7 +16,6 @@ Events (``on_event``): {"type": "study-start", "runs", "todo"} and {"type": "stu
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
@@ -127,7 +126,6 @@ def _ray_session(address: str | None, cpus: int | None):
         import ray
     except ImportError:
         raise ConfigError("--executor ray needs the ray package (pip install -r requirements.txt)") from None
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if ray.is_initialized():
         return ray, False
     # the workers import this repository's packages: from this folder on one machine, uploaded to a cluster
@@ -144,6 +142,8 @@ def _ray_session(address: str | None, cpus: int | None):
 def _run_ray(study: Study, store, todo: list[dict[str, Any]], address: str | None, threads: int, cpus: int | None,
              device: str, data_dir, progress: _Progress, cancel: threading.Event
              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    if not todo:
+        return {}, []
     ray, started_here = _ray_session(address, cpus)
     gpus = 1 if device.startswith("cuda") else 0
     task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(study_task)
