@@ -85,3 +85,14 @@ def test_the_paper_presets_are_the_gccs_recipe_as_printed(name, dataset, augment
     note = PRESET_NOTES[name]
     assert "1,800 epochs" in note and "2 CPU cores" in note and "GPU" in note
     assert ("Shake-Shake" in note) == (name == "cifar100-paper")  # the one architecture it cannot follow
+
+
+def test_a_pcl_warm_up_that_covers_every_epoch_is_said_and_fmnist_quick_keeps_one_epoch_of_it():
+    from engine.config import preset, warnings_for
+
+    short = preset("quick", ["ce", "pcl"], epochs=5)  # PCL's 10 CE-only epochs cover all 5
+    assert any("covers all 5 epochs" in w and "CE only" in w for w in warnings_for(short, 10))
+    assert not any("covers all" in w for w in warnings_for(preset("quick", ["pcl"]), 10))
+    fmnist = preset("fmnist-quick", ["pcl"])
+    assert fmnist.objectives[0].params["warmup_epochs"] == 1 and not any("covers all" in w
+                                                                          for w in warnings_for(fmnist, 10))
