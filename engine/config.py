@@ -20,7 +20,7 @@ from models import ARCHITECTURES
 
 from .augment import AUGMENTATIONS
 from .augment import resolve as resolve_augmentation
-from .data import DATASET_NAMES
+from .data import DATASET_NAMES, DATASETS
 from .objectives import OBJECTIVES, ConfigError, get_objective_class
 
 # Bump when a change to the code changes what a stored run would contain for the same settings.
@@ -269,6 +269,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError("objectives: each objective may appear once per job")
     objectives = tuple(ObjectiveSpec(o.name, get_objective_class(o.name).validate_params(dict(o.params)))
                        for o in config.objectives)
+    images = DATASETS[checked["dataset"]].train_size
+    if checked["batch_size"] > images:
+        raise ConfigError(f"{field_name('batch_size')} must be at most the {images:,} training images of "
+                          f"{checked['dataset']}; got {checked['batch_size']:,}")
     return replace(config, objectives=objectives, **checked)
 
 

@@ -59,6 +59,7 @@ class DatasetInfo:
     files: tuple[str, ...]  # paths relative to data_dir that must exist; empty when bundled
     # as load_dataset names them (torchvision's names; () where only the files say, as CIFAR-100's meta)
     class_names: tuple[str, ...] = tuple(str(d) for d in range(10))
+    train_size: int = 0  # training images: a batch cannot be larger
 
 
 def _mnist_files(folder: str) -> tuple[str, ...]:
@@ -69,20 +70,21 @@ def _mnist_files(folder: str) -> tuple[str, ...]:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("Digits (scikit-learn, 8x8)", 10, (1, 8, 8), ()),
+    "digits": DatasetInfo("Digits (scikit-learn, 8x8)", 10, (1, 8, 8), (), train_size=1347),
     "mnist": DatasetInfo("MNIST", 10, (1, 28, 28), _mnist_files("MNIST"),
                          ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six",
-                          "7 - seven", "8 - eight", "9 - nine")),
+                          "7 - seven", "8 - eight", "9 - nine"), train_size=60_000),
     "fashion-mnist": DatasetInfo("Fashion-MNIST", 10, (1, 28, 28), _mnist_files("FashionMNIST"),
                                  ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                                  "Sneaker", "Bag", "Ankle boot")),
-    "svhn": DatasetInfo("SVHN", 10, (3, 32, 32), ("train_32x32.mat", "test_32x32.mat")),
+                                  "Sneaker", "Bag", "Ankle boot"), train_size=60_000),
+    "svhn": DatasetInfo("SVHN", 10, (3, 32, 32), ("train_32x32.mat", "test_32x32.mat"), train_size=73_257),
     "cifar10": DatasetInfo("CIFAR-10", 10, (3, 32, 32),
                            tuple(f"cifar-10-batches-py/{f}" for f in
                                  [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]),
-                           ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
+                           ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+                           train_size=50_000),
     "cifar100": DatasetInfo("CIFAR-100", 100, (3, 32, 32),
-                            tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta")), ()),
+                            tuple(f"cifar-100-python/{f}" for f in ("train", "test", "meta")), (), train_size=50_000),
 }
 DATASET_NAMES = tuple(DATASETS)  # ("digits", "mnist", "fashion-mnist", "svhn", "cifar10", "cifar100")
 

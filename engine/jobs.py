@@ -60,6 +60,7 @@ class Job:
     error: str | None = None
     result: Any = None
     released: bool = False  # its payload (curves, latents, points, result) was dropped; see JobManager
+    dismissed: bool = False  # hidden from the job panel by the user (a failed job's card)
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -185,10 +186,18 @@ class JobManager:
 
     def submit_training(self, config: TrainConfig, force: bool = False, title: str | None = None,
                         download: bool | None = None) -> str:
+        """Queue a training job, or return the id of a queued or running one with the same settings
+        (a second click, or a second tab, follows the job already under way instead of queueing it twice)."""
         config = validate(config)  # bad settings fail here, in the caller, with the field named
         device = str(resolve_device(config.device))
         names = " vs ".join(o.name.upper() for o in config.objectives)
-        title = title or f"{names} · {config.dataset} · {config.model} · {config.epochs} ep"
+        title = title or f"{names} · {config.dataset} · {config.model} · {config.epochs} ep · seed {config.seed}"
+        same = {"config": config.to_dict(), "force": force}
+        with self.lock:
+            under_way = [j for j in self.jobs.values() if j.kind == "train" and j.status in (QUEUED, RUNNING)
+                         and j.settings == same and not j.cancel_event.is_set()]
+        if under_way:
+            return under_way[0].id
 
         def work(job: Job):
             return train_job(config, self.store, force=force, on_event=job.publish, cancel=job.cancel_event,
@@ -331,11 +340,21 @@ class JobManager:
             raise KeyError(f"no job {job_id!r}")
         return job.snapshot()
 
-    def list(self, limit: int | None = None) -> list[Job]:
-        """The jobs of this process, newest first (only the newest ``limit`` are copied)."""
+    def list(self, limit: int | None = None, dismissed: bool = False) -> list[Job]:
+        """The jobs of this process, newest first (only the newest ``limit`` are copied); the ones the
+        user dismissed only when ``dismissed``."""
         with self.lock:
-            jobs = sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)
+            jobs = sorted((j for j in self.jobs.values() if dismissed or not j.dismissed), key=lambda j: j.created,
+                          reverse=True)
         return [j.snapshot() for j in jobs[:limit]]
+
+    def dismiss(self, job_id: str) -> None:
+        """Hide a finished job from ``list`` (a page holding its id still reads it with ``get``)."""
+        with self.lock:
+            job = self.jobs[job_id]
+        with job.lock:
+            if job.status in FINISHED:
+                job.dismissed = True
 
     def cancel(self, job_id: str) -> None:
         with self.lock:

@@ -142,8 +142,8 @@ def test_cancel_stops_within_one_step_and_stores_nothing(store):
     assert keys(store) == []
 
 
-def test_batch_larger_than_the_data_is_a_clear_failure():
-    with pytest.raises(TrainingFailed, match="batch_size"):
+def test_batch_larger_than_the_data_is_refused_before_anything_runs():
+    with pytest.raises(ConfigError, match=r"batch size \(batch_size\) must be at most the 1,347 training images"):
         train_job(tiny("ce", batch_size=5000))
 
 

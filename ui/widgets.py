@@ -6,7 +6,9 @@ rerun and stop ticking.
 """
 from __future__ import annotations
 
+import html
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -25,12 +27,15 @@ CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render 
 
 
 def fmt_seconds(seconds: float | None) -> str:
+    """"4.2s", "42s", then h:mm:ss ("0:06:17", "27:46:40"): a long ETA never reads as minutes."""
     if seconds is None or not math.isfinite(seconds):
         return "–"
     if seconds < 10:
         return f"{seconds:.1f}s"
     seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
+    if seconds < 60:
+        return f"{seconds}s"
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 # --- job panel (sidebar) ---------------------------------------------------------------------------
@@ -46,7 +51,9 @@ def job_panel(limit: int = 6) -> None:
             st.caption("No jobs yet. Start one from the Start or Train page.")
         for job in jobs:
             with st.container(border=True):
-                st.markdown(f"<small><b>{job.title}</b> · {job.device}</small>", unsafe_allow_html=True)
+                started = time.strftime("%H:%M:%S", time.localtime(job.created))
+                st.markdown(f"<small><b>{html.escape(job.title)}</b> · {job.device} · {started}</small>",
+                            unsafe_allow_html=True)
                 if job.status == RUNNING and job.kind != "train":  # evaluations count points, not epochs
                     st.progress(min(job.progress, 1.0), text=f"{job.detail or 'starting'} · ETA {fmt_seconds(job.eta)}")
                     if st.button("Cancel", key=f"cancel-{job.id}"):
@@ -66,8 +73,16 @@ def job_panel(limit: int = 6) -> None:
                     reused = all(r.get("reused") for r in job.runs) and job.runs
                     took = fmt_seconds((job.finished or 0) - (job.started or 0))
                     st.caption(f":material/check_circle: done in {took}" + (" (reused from the store)" if reused else ""))
-                elif job.status == FAILED:
-                    st.error(job.error, icon=":material/error:")
+                elif job.status == FAILED:  # one line; the whole message folded; dismissed on request
+                    first = (job.error or "failed").strip().splitlines()[0]
+                    st.markdown(f"<small style='color:#e0453a'><b>failed</b>: {html.escape(first[:90])}"
+                                f"{'…' if len(first) > 90 else ''}</small>", unsafe_allow_html=True)
+                    details, dismiss = st.columns([3, 1])
+                    with details.expander("details"):
+                        st.text(job.error)
+                    if dismiss.button("Dismiss", key=f"dismiss-{job.id}", help="Remove this card from the panel"):
+                        manager.dismiss(job.id)
+                        st.rerun(scope="fragment")
                 elif job.status == CANCELLED:
                     st.caption(":material/cancel: cancelled; nothing was stored" if job.kind == "train" else
                                ":material/cancel: cancelled; the points it finished are kept")
