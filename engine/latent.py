@@ -40,6 +40,29 @@ def simplex_view(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.
     return (z[mask] - origin) @ basis.T, y[mask], (centres - origin) @ basis.T
 
 
+def region_boundaries(vertices: np.ndarray, reach: float) -> np.ndarray:
+    """The boundaries between the three nearest-centre regions of the simplex plane: three rays from
+    the circumcentre, each equidistant from two vertices and pointing away from the third, ``reach``
+    long. For GCCS (vertices of equal norm) these are its decision boundaries among the three
+    classes; for a learned geometry they are the nearest-centre rule's. Returns (3, 2, 2): per ray
+    its start and end point."""
+    a, b, c = np.asarray(vertices, dtype=np.float64)
+    d = 2 * (a[0] * (b[1] - c[1]) + b[0] * (c[1] - a[1]) + c[0] * (a[1] - b[1]))
+    if abs(d) < 1e-12:  # collinear centres: no triangle, no circumcentre
+        return np.zeros((0, 2, 2))
+    sq = [p @ p for p in (a, b, c)]
+    centre = np.array([sq[0] * (b[1] - c[1]) + sq[1] * (c[1] - a[1]) + sq[2] * (a[1] - b[1]),
+                       sq[0] * (c[0] - b[0]) + sq[1] * (a[0] - c[0]) + sq[2] * (b[0] - a[0])]) / d
+    rays = []
+    for p, q, other in ((a, b, c), (b, c, a), (c, a, b)):
+        direction = np.array([-(q - p)[1], (q - p)[0]])
+        direction /= np.linalg.norm(direction)
+        if direction @ (other - p) > 0:  # on the ray, p and q must stay nearer than the third vertex
+            direction = -direction
+        rays.append([centre, centre + reach * direction])
+    return np.array(rays)
+
+
 def coords_3d(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None):
     """Three coordinates of the three classes' points, and their centres in the same coordinates.
 

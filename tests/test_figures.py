@@ -126,3 +126,31 @@ def test_robustness_figure_draws_a_seed_group_as_a_bold_mean_with_a_band():
     assert gccs.line.width == 4 and gccs.opacity is None and gccs.legendgrouptitle.text == WORST_CASE_GROUP
     # without groups the same lines are all bold
     assert all(t.line.width == 4 for t in robustness_figure({**chart, "groups": []}).data)
+
+
+def test_the_simplex_view_labels_its_vertices_and_draws_the_nearest_centre_boundaries():
+    from engine.latent import region_boundaries, simplex_view
+
+    geometry = 70 * np.eye(10)
+    y = np.repeat(np.arange(10), 5)
+    z = geometry[y] + np.random.default_rng(0).normal(size=(50, 10))
+    names = [f"name{c}" for c in range(10)]
+    fig = simplex_figure(z, y, [0, 1, 9], geometry, "t", names)
+    labelled = [t for t in fig.data if t.mode == "markers+text"]
+    assert [t.text[0] for t in labelled] == ["name0", "name1", "name9"]
+    boundaries = [t for t in fig.data if t.name == "nearest-centre boundaries"]
+    assert len(boundaries) == 3 and sum(bool(t.showlegend) for t in boundaries) == 1
+    # every point of a ray is equidistant from its two vertices and no nearer to the third
+    _, _, vertices = simplex_view(z, y, [0, 1, 9], geometry)
+    rays = region_boundaries(vertices, reach=100.0)
+    for (start, end), (p, q, other) in zip(rays, ((0, 1, 2), (1, 2, 0), (2, 0, 1))):
+        for t in (0.0, 0.3, 1.0):
+            point = start + t * (end - start)
+            dp, dq, do = (np.linalg.norm(point - vertices[i]) for i in (p, q, other))
+            assert abs(dp - dq) < 1e-9 and do >= dp - 1e-9
+    # an obtuse triangle: the circumcentre lies outside, the rays still separate the regions
+    obtuse = np.array([[0.0, 0.0], [10.0, 0.0], [5.0, 1.0]])
+    for (start, end), (p, q, other) in zip(region_boundaries(obtuse, 50.0), ((0, 1, 2), (1, 2, 0), (2, 0, 1))):
+        point = start + 0.5 * (end - start)
+        assert np.linalg.norm(point - obtuse[other]) >= np.linalg.norm(point - obtuse[p]) - 1e-9
+    assert region_boundaries(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]), 5.0).shape == (0, 2, 2)

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.latent import coords_3d, simplex_view
+from engine.latent import coords_3d, region_boundaries, simplex_view
 
 # One colour per objective, stable across pages; classes get their own qualitative palette.
 OBJECTIVE_COLOURS = {"ce": "#636efa", "gccs": "#ef553b", "mmc": "#00cc96", "isce": "#ab63fa",
@@ -98,17 +98,30 @@ def simplex_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: n
     points, labels, vertices = simplex_view(z, y, classes, geometry)
     fig = go.Figure()
     tri = np.vstack([vertices, vertices[:1]])
-    fig.add_trace(go.Scatter(x=tri[:, 0], y=tri[:, 1], mode="lines", line=dict(color="#444", width=1),
+    fig.add_trace(go.Scatter(x=tri[:, 0], y=tri[:, 1], mode="lines", line=dict(color="#888", width=1),
                              name="centres" if geometry is not None else "class means", hoverinfo="skip"))
+    # the nearest-centre regions of the three classes (GCCS's decision regions among them)
+    spread = np.vstack([points, vertices])
+    reach = 2 * float(np.abs(spread - spread.mean(axis=0)).max()) + 1e-9
+    for i, (start, end) in enumerate(region_boundaries(vertices, reach)):
+        fig.add_trace(go.Scatter(x=[start[0], end[0]], y=[start[1], end[1]], mode="lines",
+                                 line=dict(color="#888", width=1, dash="dash"), hoverinfo="skip",
+                                 name="nearest-centre boundaries", legendgroup="boundaries", showlegend=i == 0))
     for k, c in enumerate(classes):
         mask = labels == c
+        name = _class_name(c, class_names)
         fig.add_trace(go.Scatter(x=points[mask, 0], y=points[mask, 1], mode="markers",
                                  marker=dict(size=5, color=CLASS_COLOURS[k % 10], opacity=0.7),
-                                 name=f"class {_class_name(c, class_names)}"))
-        fig.add_trace(go.Scatter(x=[vertices[k, 0]], y=[vertices[k, 1]], mode="markers",
+                                 name=f"class {name}"))
+        fig.add_trace(go.Scatter(x=[vertices[k, 0]], y=[vertices[k, 1]], mode="markers+text", text=[name],
+                                 textposition="top center", textfont=dict(size=12, color=CLASS_COLOURS[k % 10]),
                                  marker=dict(size=14, symbol="x", color=CLASS_COLOURS[k % 10],
                                              line=dict(width=2, color="#000")),
-                                 showlegend=False, hovertemplate=f"centre of class {c}<extra></extra>"))
+                                 showlegend=False, hovertemplate=f"centre of class {name}<extra></extra>"))
+    lo, hi = spread.min(axis=0), spread.max(axis=0)
+    pad = 0.08 * (hi - lo) + 1e-9  # the plot frames the data; the boundary rays run off its edges
+    fig.update_xaxes(range=[lo[0] - pad[0], hi[0] + pad[0]])
+    fig.update_yaxes(range=[lo[1] - pad[1], hi[1] + pad[1]])
     fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="plane axis 1", yaxis_title="plane axis 2", legend=dict(font_size=10))
     fig.update_yaxes(scaleanchor="x", scaleratio=1)  # true proportions: compare scales across panels
