@@ -63,6 +63,28 @@ def region_boundaries(vertices: np.ndarray, reach: float) -> np.ndarray:
     return np.array(rays)
 
 
+EMBEDDINGS = ("pca", "t-sne")
+
+
+def embedding_2d(z: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """Every class's points in two dimensions (visuals.md: a view of all classes beside the simplex
+    view of three). "pca": the two directions of largest variance (linear: distances along them are
+    the latent's own); "t-sne": scikit-learn's t-SNE (perplexity 30, PCA start, seeded), which keeps
+    neighbourhoods, not distances: a few seconds for 1,000 points. Returns (n, 2)."""
+    z = np.asarray(z, dtype=np.float64)
+    if method == "pca":
+        centred = z - z.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        out = centred @ vt[:2].T
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))  # a 1-D latent: the second axis is 0
+    if method == "t-sne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, max(2.0, (len(z) - 1) / 3))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+    raise ValueError(f"embedding must be one of {', '.join(EMBEDDINGS)}; got {method!r}")
+
+
 def coords_3d(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None):
     """Three coordinates of the three classes' points, and their centres in the same coordinates.
 

@@ -154,3 +154,26 @@ def test_the_simplex_view_labels_its_vertices_and_draws_the_nearest_centre_bound
         point = start + 0.5 * (end - start)
         assert np.linalg.norm(point - obtuse[other]) >= np.linalg.norm(point - obtuse[p]) - 1e-9
     assert region_boundaries(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]), 5.0).shape == (0, 2, 2)
+
+
+def test_all_classes_are_embedded_in_two_dimensions_by_pca_or_t_sne():
+    from engine.latent import embedding_2d
+    from ui.figures import embedding_figure
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 30)
+    z = 70 * np.eye(10)[y] + rng.normal(size=(300, 10))
+    pca = embedding_2d(z, "pca")
+    assert pca.shape == (300, 2)
+    # PCA keeps the latent's distances along its axes: the variance it shows is the two largest
+    assert np.isclose(pca.var(axis=0).sum(), np.sort(np.linalg.eigvalsh(np.cov(z.T, bias=True)))[-2:].sum())
+    tsne = embedding_2d(z, "t-sne")
+    assert tsne.shape == (300, 2) and np.allclose(tsne, embedding_2d(z, "t-sne"))  # seeded
+    # t-SNE keeps neighbourhoods: each point's nearest neighbour shares its class
+    d = np.linalg.norm(tsne[:, None] - tsne[None], axis=-1) + np.eye(300) * 1e9
+    assert (y[d.argmin(axis=1)] == y).mean() > 0.95
+    assert embedding_2d(z[:, :1], "pca").shape == (300, 2)
+    fig = embedding_figure(pca, y, "t", [f"n{c}" for c in range(10)])
+    assert [t.name for t in fig.data] == [f"n{c}" for c in range(10)] and sum(len(t.x) for t in fig.data) == 300
+    with pytest.raises(ValueError, match="pca, t-sne"):
+        embedding_2d(z, "umap")

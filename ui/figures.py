@@ -128,6 +128,18 @@ def simplex_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: n
     return fig
 
 
+def embedding_figure(points: np.ndarray, y: np.ndarray, title: str, class_names: list[str] | None = None) -> go.Figure:
+    """Every class's points in a 2-D embedding (``engine.latent.embedding_2d``), one colour per class."""
+    fig = go.Figure()
+    for k, c in enumerate(np.unique(y)):
+        mask = y == c
+        fig.add_trace(go.Scattergl(x=points[mask, 0], y=points[mask, 1], mode="markers", name=_class_name(int(c),
+                                   class_names), marker=dict(size=4, color=CLASS_COLOURS[k % 10], opacity=0.7)))
+    fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font_size=10),
+                      xaxis_title="axis 1", yaxis_title="axis 2")
+    return fig
+
+
 def latent_3d_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None,
                      title: str, class_names: list[str] | None = None) -> go.Figure:
     """The three latent coordinates (z_a, z_b, z_c) of the three classes with their centres, or for

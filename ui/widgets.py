@@ -18,8 +18,9 @@ from engine.config import DEFAULTS, SETTINGS
 from engine.data import dataset_status
 from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
 from engine.objectives import Objective, Param
-from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, latent_3d_figure, loss_figure,
-                        simplex_figure)
+from engine.latent import EMBEDDINGS, embedding_2d
+from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, embedding_figure,
+                        latent_3d_figure, loss_figure, simplex_figure)
 from ui.state import get_manager, get_store, store_errors
 
 REFRESH_S = 1.0  # the job panel: cheap text and progress bars
@@ -314,6 +315,11 @@ def class_picker(num_classes: int, class_names: list[str], key: str) -> list[int
     return chosen
 
 
+@st.cache_data(max_entries=64, show_spinner="embedding the latents…")
+def _embedding(z: np.ndarray, method: str) -> np.ndarray:
+    return embedding_2d(z, method)
+
+
 def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names: list[str], key: str) -> None:
     """Per run, side by side: the simplex view, the 3-D view, r_AB and per-class kurtosis.
 
@@ -337,6 +343,13 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
                             key=f"{key}-{entry['label']}-2d")
             st.plotly_chart(latent_3d_figure(z, entry["y"], classes, geometry, "3-D view", class_names),
                             key=f"{key}-{entry['label']}-3d")
+            method = st.radio("all classes", EMBEDDINGS, horizontal=True, key=f"{key}-{entry['label']}-embedding",
+                              format_func=str.upper, help="PCA: the latent's two directions of largest variance "
+                              "(distances kept); t-SNE: neighbourhoods kept, distances not (a few seconds per "
+                              "snapshot, computed when asked)")
+            points = _embedding(np.ascontiguousarray(z), method)
+            st.plotly_chart(embedding_figure(points, np.asarray(entry["y"]), f"all classes · {method.upper()}",
+                                             class_names), key=f"{key}-{entry['label']}-embedding-plot")
             m = entry["metrics"]
             kurt = m["kurtosis"]
             c1, c2 = st.columns(2)
