@@ -114,9 +114,9 @@ def test_robustness_figure_draws_a_seed_group_as_a_bold_mean_with_a_band():
     # the group's mean: bold, in CE's colour, named for its seeds, hovering its CI
     assert mean.name == "CE mean of 2 seeds · worst case" and mean.line.width == 4
     assert list(mean.y) == [0.925, 0.25] and list(mean.customdata) == [0.3, 0.6]
-    assert mean.line.color == first.line.color == "#636efa"
+    assert mean.line.color == first.line.color == "#1f77b4" != second.line.color  # each seed its own shade
     # its band: mean ± ci95, along the upper edge and back along the lower one, translucent CE blue
-    assert band.fill == "toself" and band.showlegend is False and band.fillcolor == "rgba(99, 110, 250, 0.2)"
+    assert band.fill == "toself" and band.showlegend is False and band.fillcolor == "rgba(31, 119, 180, 0.2)"
     assert list(band.x) == [0, 0.1, 0.1, 0] and list(band.y) == pytest.approx([1.225, 0.85, -0.35, 0.625])
     # the seeds stay visible but thin and faint, in the group's legend group; a lone run stays bold
     for seed in (first, second):
@@ -177,3 +177,18 @@ def test_all_classes_are_embedded_in_two_dimensions_by_pca_or_t_sne():
     assert [t.name for t in fig.data] == [f"n{c}" for c in range(10)] and sum(len(t.x) for t in fig.data) == 300
     with pytest.raises(ValueError, match="pca, t-sne"):
         embedding_2d(z, "umap")
+
+
+def test_each_objective_has_a_colour_family_far_from_the_others_and_each_run_its_own_shade():
+    from ui.figures import OBJECTIVE_COLOURS, colour_of, run_colours
+
+    def rgb(colour):
+        return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+
+    bases = list(OBJECTIVE_COLOURS.values())
+    gaps = [np.linalg.norm(rgb(a) - rgb(b)) for i, a in enumerate(bases) for b in bases[i + 1:]]
+    assert min(gaps) > 90  # the pairs that clashed (MMC vs PCL, centre vs GCCS) now differ clearly
+    colours = run_colours([("a", "gccs"), ("b", "gccs"), ("c", "ce"), ("d", "gccs"), ("a", "gccs")])
+    assert colours["a"] == OBJECTIVE_COLOURS["gccs"] and colours["c"] == OBJECTIVE_COLOURS["ce"]
+    assert len({colours["a"], colours["b"], colours["d"]}) == 3  # three GCCS runs, three shades
+    assert colour_of("gccs", 1) == "#8b191a"  # a darker shade of the family's red

@@ -11,16 +11,38 @@ from plotly.subplots import make_subplots
 
 from engine.latent import coords_3d, region_boundaries, simplex_view
 
-# One colour per objective, stable across pages; classes get their own qualitative palette.
-OBJECTIVE_COLOURS = {"ce": "#636efa", "gccs": "#ef553b", "mmc": "#00cc96", "isce": "#ab63fa",
-                     "mat": "#ffa15a", "pcl": "#19d3f3", "center": "#ff6692"}
+# One colour family per objective, stable across pages, from Tableau 10 (hues far apart: MMC and PCL,
+# centre loss and GCCS no longer look alike); a run's colour is a shade of its objective's.
+# Classes get their own qualitative palette.
+OBJECTIVE_COLOURS = {"ce": "#1f77b4", "gccs": "#d62728", "mmc": "#2ca02c", "isce": "#9467bd",
+                     "mat": "#ff7f0e", "pcl": "#8c564b", "center": "#bcbd22"}
+SHADES = (0.0, -0.35, 0.35, -0.6, 0.6)  # mixed towards black (< 0) or white (> 0)
 CLASS_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
                  "#bcbd22", "#17becf"]
 X_AXES = {"epoch": "epoch", "time": "wall-clock time (s)"}
 
 
 def colour_of(objective: str, index: int = 0) -> str:
-    return OBJECTIVE_COLOURS.get(objective, CLASS_COLOURS[index % len(CLASS_COLOURS)])
+    """The objective's colour, shade ``index`` of its family (the first run of an objective gets the
+    family's own colour, the next ones darker and lighter shades); unknown objectives a class colour."""
+    base = OBJECTIVE_COLOURS.get(objective)
+    if base is None:
+        return CLASS_COLOURS[index % len(CLASS_COLOURS)]
+    mix = SHADES[index % len(SHADES)]
+    rgb = [int(base[i:i + 2], 16) for i in (1, 3, 5)]
+    rgb = [round(c + (255 - c) * mix) if mix > 0 else round(c * (1 + mix)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def run_colours(runs: list[tuple[str, str]]) -> dict[str, str]:
+    """{run_id: colour} for (run_id, objective) pairs: a distinct shade per run within its objective's family."""
+    out: dict[str, str] = {}
+    count: dict[str, int] = {}
+    for run_id, objective in runs:
+        if run_id not in out:
+            out[run_id] = colour_of(objective, count.get(objective, 0))
+            count[objective] = count.get(objective, 0) + 1
+    return out
 
 
 def _x(history: list[dict], x_axis: str) -> list[float]:
@@ -32,8 +54,9 @@ def accuracy_figure(runs: list[dict], x_axis: str = "epoch") -> go.Figure:
 
     ``runs``: dicts with ``label``, ``objective`` and ``history`` (the per-epoch metrics)."""
     fig = go.Figure()
-    for i, run in enumerate(runs):
-        colour, hist = colour_of(run["objective"], i), run["history"]
+    colours = run_colours([(run["label"], run["objective"]) for run in runs])
+    for run in runs:
+        colour, hist = colours[run["label"]], run["history"]
         fig.add_trace(go.Scatter(x=_x(hist, x_axis), y=[h["test_acc"] for h in hist], mode="lines+markers",
                                  marker_size=4, name=f"{run['label']} · test", line=dict(color=colour)))
         fig.add_trace(go.Scatter(x=_x(hist, x_axis), y=[h["train_acc"] for h in hist], mode="lines",
@@ -48,6 +71,7 @@ def loss_figure(runs: list[dict], x_axis: str = "epoch", log_y: bool = True) -> 
     """The loss and its named parts, one panel per run (objectives have different scales), shared x."""
     fig = make_subplots(rows=1, cols=max(len(runs), 1), shared_xaxes=True,
                         subplot_titles=[r["label"] for r in runs] or ["no runs yet"])
+    colours = run_colours([(run["label"], run["objective"]) for run in runs])
     for i, run in enumerate(runs):
         hist = run["history"]
         parts = list(hist[0]["loss"]) if hist else []
@@ -57,7 +81,7 @@ def loss_figure(runs: list[dict], x_axis: str = "epoch", log_y: bool = True) -> 
         for j, part in enumerate(parts):
             fig.add_trace(go.Scatter(x=_x(hist, x_axis), y=[h["loss"][part] for h in hist], mode="lines",
                                      name=f"{run['label']} · {part}",
-                                     line=dict(color=colour_of(run["objective"], i),
+                                     line=dict(color=colours[run["label"]],
                                                dash=["solid", "dash", "dot", "dashdot"][j % 4])),
                           row=1, col=i + 1)
         fig.update_xaxes(title_text=X_AXES[x_axis], row=1, col=i + 1)
@@ -77,11 +101,12 @@ def diagnostics_figure(runs: list[dict], name: str, x_axis: str = "epoch") -> go
     """One per-epoch diagnostic of every run that has it, on shared axes (MAT and I-SCE can inflate
     ‖z‖, which masks gradients; GCCS and MMC pull z to fixed centres)."""
     fig = go.Figure()
-    for i, run in enumerate(runs):
+    colours = run_colours([(run["label"], run["objective"]) for run in runs])
+    for run in runs:
         hist = [h for h in run["history"] if name in h.get("diagnostics", {})]
         if hist:
             fig.add_trace(go.Scatter(x=_x(hist, x_axis), y=[h["diagnostics"][name] for h in hist], mode="lines",
-                                     name=run["label"], line=dict(color=colour_of(run["objective"], i))))
+                                     name=run["label"], line=dict(color=colours[run["label"]])))
     fig.update_layout(title=f"Diagnostic: {name} (test split, per epoch)", xaxis_title=X_AXES[x_axis],
                       yaxis_title=name, height=300, margin=dict(l=10, r=10, t=50, b=10))
     return fig
@@ -181,7 +206,7 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
     from engine.suites import WORST_CASE
 
     fig = go.Figure()
-    colours: dict[str, str] = {}
+    colours = run_colours([(line["run_id"], line["objective"]) for line in chart["lines"]])
     seeds: dict[str, set] = {}
     for line in chart["lines"]:
         seeds.setdefault(line["run_id"], set()).add(line["seed"])
@@ -190,7 +215,7 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
     in_group = {(run_id, g["attack_seed"]): (f"group-{i}", _group_title(g)) for i, g in enumerate(groups)
                 for run_id in g["run_ids"]}
     for line in chart["lines"]:
-        colour = colours.setdefault(line["run_id"], colour_of(line["objective"], len(colours)))
+        colour = colours[line["run_id"]]
         name = f"{line['objective'].upper()} ({line['run_id'][:6]})"
         if line["adversarially_trained"]:
             name += " · adv. trained"
@@ -227,7 +252,7 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
             marker=dict(symbol="diamond-open" if line["adaptive"] else "circle", size=7 if line["adaptive"] else 5),
             hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<br>{group}<extra></extra>"))
     for i, group in enumerate(groups):
-        _group_traces(fig, group, f"group-{i}", colour_of(group["objective"], i),
+        _group_traces(fig, group, f"group-{i}", colour_of(group["objective"]),
                       several_attack_seeds=sum(g["key"] == group["key"] for g in groups) > 1)
     if chart["attack"] == WORST_CASE:
         title = f"Worst case over every attack tried · {chart['samples']} test samples"
@@ -421,9 +446,10 @@ def study_figure(results: dict, metric: str, dataset: str, gain: bool = False) -
 
     xs_all = [_axis_text(c["settings"][x_axis]) for c in cells if x_axis in c["settings"]]
     xs_all = list(dict.fromkeys(xs_all))
-    for i, ((objective, rest), members) in enumerate(series.items()):
+    colours = run_colours([(key, key[0]) for key in series])  # a shade of the objective's family per series
+    for (objective, rest), members in series.items():
         name = objective.upper() + "".join(f" · {k.rpartition('.')[2]} {_axis_text(v)}" for k, v in rest)
-        colour = colour_of(objective, i)
+        colour = colours[(objective, rest)]
         ys = [point(c) for c in members]
         if x_axis is None or x_axis not in members[0]["settings"]:
             mean, ci = ys[0]
