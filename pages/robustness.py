@@ -13,7 +13,7 @@ from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads
 from ui.figures import robustness_figure, transfer_heatmap
 from ui.state import open_store, store_errors
-from ui.widgets import CHART_REFRESH_S, attack_param_inputs, stored_run_picker
+from ui.widgets import CHART_REFRESH_S, attack_param_inputs, stored_run_picker, warning_summary
 
 st.title("Robustness")
 st.caption("Accuracy against the true label (also for targeted attacks), model in eval mode, adversarial inputs "
@@ -113,8 +113,7 @@ def charts():
         if chart.get("groups"):
             st.caption("Runs that differ only by seed: the bold line is their mean, the band its 95 % CI (Student t) "
                        "over the seeds, at the ε every seed was evaluated at; each seed's own worst case is faint.")
-        for warning in chart["warnings"]:
-            st.warning(warning, icon=":material/warning:")
+        warning_summary(chart["warnings"])
     if active and all(job.status in FINISHED for job in jobs):
         st.rerun(scope="app")  # one last full redraw, after which the charts stop ticking
 
@@ -183,8 +182,7 @@ def tables():
     for i, matrix in enumerate(shown["matrices"]):
         plotly_chart(transfer_heatmap(matrix["sources"], matrix["targets"], matrix["accuracy"], matrix["title"]),
                      f"transfer-{matrix['title']}", key=f"transfer-{i}")
-        for warning in matrix["warnings"]:
-            st.warning(warning, icon=":material/warning:")
+        warning_summary(matrix["warnings"])
     if not (shown["rows"] or shown["grids"] or shown["matrices"]):
         st.caption(f"No cached {measure} results for these runs yet.")
     if measure_active and manager.get(measure_job_id).status in FINISHED:

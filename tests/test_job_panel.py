@@ -51,3 +51,24 @@ def test_a_failed_job_is_one_line_with_its_details_folded_and_a_dismiss_button()
     assert not at.sidebar.error  # no red block filling the sidebar
     manager.dismiss(job_id)  # what the button calls (AppTest does not run a timed fragment's button handler)
     assert f"dismiss-{job_id}" not in [b.key for b in new_app().sidebar.button]
+
+
+def test_many_warnings_of_one_run_read_as_one_line_with_the_rest_folded():
+    from streamlit.testing.v1 import AppTest
+
+    from ui.widgets import warning_groups
+
+    warnings = [f"MMC (ab12cd) · pgd: accuracy rises with ε at {e}" for e in (0.1, 0.2, 0.3)] + \
+               ["GCCS (ef34gh): margin PGD beats the adaptive attack", "a warning that names no run"]
+    assert [(run, len(found)) for run, found in warning_groups(warnings)] == \
+        [("MMC (ab12cd)", 3), ("GCCS (ef34gh)", 1), ("other", 1)]
+
+    def page(warnings):
+        from ui.widgets import warning_summary
+        warning_summary(warnings)
+
+    at = AppTest.from_function(page, args=(warnings,)).run()
+    assert len(at.warning) == 1
+    lines = at.warning[0].value.split("  \n")
+    assert lines[0] == "**MMC (ab12cd)**: accuracy rises with ε at 0.1 (and 2 more)" and len(lines) == 3
+    assert at.expander[0].label == "all 5 warnings"

@@ -91,6 +91,33 @@ def job_panel(limit: int = 6) -> None:
     panel()
 
 
+# --- warnings -------------------------------------------------------------------------------------------
+def warning_groups(warnings: list[str]) -> list[tuple[str, list[str]]]:
+    """Warnings grouped by the run they name ("MMC (ab12cd) · pgd: …" → "MMC (ab12cd)"), in order."""
+    groups: dict[str, list[str]] = {}
+    for warning in warnings:
+        head = warning.split(":", 1)[0]
+        run = head.split(" · ", 1)[0] if ":" in warning else "other"
+        groups.setdefault(run, []).append(warning)
+    return list(groups.items())
+
+
+def warning_summary(warnings: list[str]) -> None:
+    """One line per run (its first finding and how many more), every warning in full folded below:
+    eleven warnings of one run (one per ε and attack) read as one line, not eleven boxes."""
+    if not warnings:
+        return
+    lines = []
+    for run, found in warning_groups(warnings):
+        first = found[0].split(": ", 1)[-1] if run != "other" else found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        lines.append(f"**{run}**: {first}{more}")
+    st.warning("  \n".join(lines), icon=":material/warning:")
+    if len(warnings) > len(lines):
+        with st.expander(f"all {len(warnings)} warnings"):
+            st.markdown("\n".join(f"- {w}" for w in warnings))
+
+
 # --- objectives' constants -------------------------------------------------------------------------
 def param_input(objective: type[Objective] | str, param: Param, key: str, preset: tuple[str, Any] | None = None) -> Any:
     """An input for one constant of an objective (or an attack: pass its description as a string),
