@@ -12,6 +12,7 @@ behind a sha256; nothing is ever unpickled) and read through ``cache.disk.StoreD
     derived:<id>      values derived from run <id>'s results (its worst case) and a stamp; every result
                       written replaces it, so listings read it instead of recomposing what still holds
     study:<name>      a study's definition and its cells' per-run values (engine.studies)
+    note:<id>         what the user wrote about run <id>: a name, tags and notes (the Runs page)
 A run is written in one transaction, record last, so a reader never sees half a run and a failed or
 cancelled job leaves the store exactly as it was. Reads go through a read-only connection of their
 own: opening a store and reading from it write nothing (a full disk still lists and loads).
@@ -515,6 +516,32 @@ class RunStore:
         self._save(record, bundle["checkpoint"], bundle["latents"], results)
         return record["run_id"]
 
+    # --- a user's notes on a run: name, tags, notes (the Runs page) ----------------------------------
+    NOTE_FIELDS = ("name", "tags", "notes")
+
+    def put_note(self, run_id: str, note: dict[str, str]) -> None:
+        """Keep what the user wrote about a stored run (plain text: ``NOTE_FIELDS``, at most 2,000
+        characters each); an all-empty note removes it."""
+        if not self.has_run(run_id):
+            raise KeyError(f"run {run_id!r} is not in the store at {self.path}")
+        note = {k: str(note.get(k) or "")[:2000] for k in self.NOTE_FIELDS}
+        with self._writing(f"the note on run {run_id}"):
+            cache = self._cache()
+            with cache.transact():
+                if any(note.values()):
+                    cache.set(f"note:{run_id}", codec.encode(note))
+                else:
+                    cache.delete(f"note:{run_id}")
+
+    def notes(self) -> dict[str, dict[str, str]]:
+        """{run_id: note} for every run with one (one range read); unreadable notes are left out."""
+        out = {}
+        for row in self._rows("note:"):
+            value, exc = self._try_decode(row)
+            if exc is None and isinstance(value, dict):
+                out[str(row[0])[len("note:"):]] = {k: str(value.get(k, "")) for k in self.NOTE_FIELDS}
+        return out
+
     # --- studies (engine.studies): one row each, the definition and the per-run values ---------------
     def put_study(self, name: str, value: dict[str, Any]) -> None:
         with self._writing(f"study {name}"):
@@ -547,7 +574,7 @@ class RunStore:
             cache = self._cache()
             with cache.transact():
                 found = cache.delete(f"summary:{run_id}")
-                for key in (f"run:{run_id}", f"ckpt:{run_id}", f"latents:{run_id}"):
+                for key in (f"run:{run_id}", f"ckpt:{run_id}", f"latents:{run_id}", f"note:{run_id}"):
                     cache.delete(key)
                 self._delete_results(cache, run_id)
         return bool(found)

@@ -55,7 +55,7 @@ def _check(store: RunStore, repair: bool) -> dict[str, Any]:
         kind, _, rest = key.partition(":") if isinstance(key, str) else ("", "", "")
         if kind == "store":
             continue
-        run_id = rest.split(":", 1)[0] if kind in RUN_ROWS or kind in ("result", "derived") else None
+        run_id = rest.split(":", 1)[0] if kind in RUN_ROWS or kind in ("result", "derived", "note") else None
         try:
             data = store._bytes((key, raw, mode, filename, value))
             decoded = codec.decode(data)
@@ -75,8 +75,8 @@ def _check(store: RunStore, repair: bool) -> dict[str, Any]:
         entry["rows"].append(rowid)
         if kind == "result":
             entry.setdefault("results", []).append((rowid, decoded))
-        elif kind == "derived":
-            continue  # bookkeeping of its results: derived again when stale
+        elif kind in ("derived", "note"):
+            continue  # bookkeeping of its results (derived again when stale), and the user's note on it
         else:
             entry[kind] = decoded
             entry[f"{kind}-digest"] = codec.body_digest(data)

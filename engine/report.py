@@ -218,6 +218,7 @@ def runs_table(store, attack: str | None = None, eps: float | None = None,
         raise ConfigError("attack and eps: give both (to show a cached robust accuracy) or neither")
     records = store.list_runs() if records is None else records
     twins = ce_twins(records)
+    notes = store.notes()
     known = store.derived("worst-case")
     heads = {r["run_id"]: worst_case_of(store, r["run_id"], known) for r in records}
     grid = sorted({e for head in heads.values() if head for e in head["eps"]})
@@ -229,8 +230,11 @@ def runs_table(store, attack: str | None = None, eps: float | None = None,
         overhead = (100.0 * (seconds / twin_seconds - 1.0)
                     if seconds is not None and twin_seconds else None)
         head = heads[record["run_id"]]
+        note = notes.get(record["run_id"], {})
         row = {
+            "name": note.get("name", ""),
             "run_id": record["run_id"],
+            "tags": note.get("tags", ""),
             "dataset": record["dataset"],
             "model": record["model"],
             "objective": record["objective"],
@@ -250,6 +254,7 @@ def runs_table(store, attack: str | None = None, eps: float | None = None,
             "train_seconds": _number(seconds),
             "overhead_vs_ce_pct": _number(overhead),
             "ce_run_id": twin["run_id"] if twin is not None else None,
+            "notes": note.get("notes", ""),
         }
         if attack is not None:
             result = pick_result(store.list_results(record["run_id"], "accuracy"), attack, float(eps))

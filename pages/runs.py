@@ -38,8 +38,11 @@ if pairs:
                                  "(Robustness page, or `python -m engine attack`).")
     if chosen != NONE:
         attack = chosen
-        eps = right.selectbox("ε", [e for a, e in pairs if a == attack], key=f"runs-eps-{attack}",
-                              format_func="{:g}".format, help=budget_of(attack).label if attack in ATTACKS else None)
+        budgets = [e for a, e in pairs if a == attack]
+        # ε 0 is the clean accuracy, not a robust one: start at the first budget above it
+        eps = right.selectbox("ε", budgets, index=next((i for i, e in enumerate(budgets) if e > 0), 0),
+                              key=f"runs-eps-{attack}", format_func="{:g}".format,
+                              help=budget_of(attack).label if attack in ATTACKS else None)
 
 rows = runs_table(store, attack, eps, records)
 worst = worst_case_columns(rows)
@@ -51,7 +54,20 @@ if diverged:
                "'diverged' column; stored all the same, since that is what their settings produce): "
                + "; ".join(f"{run_label(r['objective'], r['run_id'])}: {r['diverged_reason']}" for r in diverged[:3])
                + (f"; and {len(diverged) - 3} more" if len(diverged) > 3 else ""))
-st.dataframe(rows, hide_index=True, key="runs-table", column_config={
+# The columns a comparison is read by first; the others on request, so the table fits the page.
+FIRST = ["name", "run_id", "objective", "dataset", "model", "seed", "epochs", "clean_acc"]
+LATER = ["constants", "adversarial_training", "fine_tuned_from", "diverged", "worst_case_source", "macro_f1", "r_ab",
+         "r_ab_ci95", "train_seconds", "overhead_vs_ce_pct", "ce_run_id"]
+more = st.multiselect("more columns", LATER, default=["diverged"] if diverged else [], key="runs-columns",
+                      help="The table shows the run's name, id, recipe, clean accuracy, worst case per ε, tags and "
+                           "notes; add any of these.")
+order = FIRST + [key for key, _ in worst] + (["alone_acc", "alone_source"] if attack else []) + more + ["tags", "notes"]
+EDITABLE = ("name", "tags", "notes")
+edited = st.data_editor(rows, hide_index=True, key="runs-table", column_order=order,
+                        disabled=[c for c in rows[0] if c not in EDITABLE], column_config={
+    "name": st.column_config.TextColumn("name", help="Your name for the run (kept in the store)", max_chars=200),
+    "tags": st.column_config.TextColumn("tags", help="Your tags, e.g. baseline, paper-fig4", max_chars=200),
+    "notes": st.column_config.TextColumn("notes", help="Your notes on the run", max_chars=2000),
     "run_id": st.column_config.TextColumn("run", width="small"),
     "adversarial_training": "adversarial training",
     "fine_tuned_from": "fine-tuned from",
@@ -73,6 +89,12 @@ st.dataframe(rows, hide_index=True, key="runs-table", column_config={
                                                "alone (upper bound)", format="%.3f"),
     "alone_source": "alone: from",
 })
+changed = [(new, old) for new, old in zip(edited, rows) if any((new.get(k) or "") != (old.get(k) or "")
+                                                                 for k in EDITABLE)]
+for new, old in changed:  # what the user typed into the name, tags and notes cells
+    store.put_note(old["run_id"], {k: new.get(k) or "" for k in EDITABLE})
+if changed:
+    st.toast(f"Saved the notes on {len(changed)} run{'s' * (len(changed) > 1)}.", icon=":material/save:")
 table_downloads(rows, "runs", key="runs-export")
 
 st.subheader("One run")

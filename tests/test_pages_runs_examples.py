@@ -249,3 +249,45 @@ def test_figure_html_is_standalone():
     page_text = figure_html(go.Figure(go.Bar(x=["ce"], y=[0.9])))
     assert page_text.startswith("<html>") and "<script src=" not in page_text  # nothing to fetch
     assert "Plotly.newPlot" in page_text and len(page_text) > 1_000_000  # plotly.js inside
+
+
+def test_a_run_keeps_the_name_tags_and_notes_a_user_gives_it(populated, tmp_path):
+    from cache.check import check_store
+    from engine.report import runs_table
+
+    store, ce, gccs, _ = populated
+    store.put_note(ce["run_id"], {"name": "baseline", "tags": "fig4, seed0", "notes": "x" * 5000})
+    assert store.notes()[ce["run_id"]] == {"name": "baseline", "tags": "fig4, seed0", "notes": "x" * 2000}
+    rows = {r["run_id"]: r for r in runs_table(store)}
+    assert (rows[ce["run_id"]]["name"], rows[gccs["run_id"]]["name"]) == ("baseline", "")
+    assert rows[ce["run_id"]]["tags"] == "fig4, seed0" and len(rows[ce["run_id"]]["notes"]) == 2000
+    assert check_store(store.path)["clean"]  # a note is a row the store knows
+    with pytest.raises(KeyError, match="not in the store"):
+        store.put_note("0" * 16, {"name": "ghost"})
+    store.put_note(gccs["run_id"], {"name": "gone soon"})
+    store.delete_run(gccs["run_id"])  # a run's note goes with it
+    assert set(store.notes()) == {ce["run_id"]} and check_store(store.path)["clean"]
+    store.put_note(ce["run_id"], {})  # an empty note removes it
+    assert store.notes() == {}
+
+
+def test_the_runs_table_shows_the_reading_columns_first_and_the_rest_on_request(populated):
+    store, ce, _, _ = populated
+    at = page("runs")
+    order = list(at.dataframe[0].proto.column_order)
+    assert order[:8] == ["name", "run_id", "objective", "dataset", "model", "seed", "epochs", "clean_acc"]
+    assert "worst_case@0.1" in order and order[-2:] == ["tags", "notes"] and "r_ab" not in order
+    at.multiselect(key="runs-columns").set_value(["r_ab", "train_seconds"]).run()
+    assert {"r_ab", "train_seconds"} <= set(at.dataframe[0].proto.column_order)
+
+
+def test_the_runs_page_offers_one_attack_at_its_first_budget_above_zero(populated):
+    store, ce, _, result = populated
+    data = load_dataset("digits")
+    model, objective, _ = load_run(store, ce["run_id"])
+    accuracy_point(store, ce["run_id"], model, objective, data.x_test[:100], data.y_test[:100], "pgd",
+                   {"steps": 5, "alpha": 0.01}, 0.0)
+    at = page("runs")
+    at.selectbox(key="runs-attack").set_value("pgd").run()
+    assert at.selectbox(key="runs-eps-pgd").options == ["0", "0.1"]
+    assert at.selectbox(key="runs-eps-pgd").value == 0.1  # not ε 0, which is the clean accuracy
