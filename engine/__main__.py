@@ -345,8 +345,9 @@ def study_of(args: argparse.Namespace):
     return study.with_(**changes) if changes else study
 
 
-def study_output(results: dict[str, Any], table: str | None) -> str:
-    """The results as JSON (cells, claims, verdicts), or the cells' and claims' tables."""
+def study_output(results: dict[str, Any], table: str | None, metrics: str | None = None) -> str:
+    """The results as JSON (cells, claims, verdicts), or the cells' and claims' tables (the cells'
+    with the ``metrics`` given, comma-separated, else every metric)."""
     from .studies import claim_rows, result_rows, to_csv, to_latex, to_markdown
 
     if table is None:
@@ -357,7 +358,13 @@ def study_output(results: dict[str, Any], table: str | None) -> str:
     render = {"markdown": to_markdown, "csv": to_csv,
               "latex": lambda rows: to_latex(rows, results["title"])}[table]
     claims = claim_rows(results)
-    return render(result_rows(results)) + ("\n" + render(claims) if claims else "")
+    chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    known = {m for c in results["cells"] for m in c["metrics"]}
+    unknown = [m for m in chosen or [] if m not in known]
+    if unknown:
+        raise ConfigError(f"--metrics: {unknown[0]!r} is not a metric of this study's cells; they have: "
+                          f"{', '.join(sorted(known)) or 'none yet'}")
+    return render(result_rows(results, chosen)) + ("\n" + render(claims) if claims else "")
 
 
 def study_progress(quiet: bool):
@@ -396,7 +403,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         row = store.get_study(args.study)
         study = study_from_dict(row["definition"]) if row else load_study(args.study)
         results = study_results(study, stored_values(store, study), seconds=row.get("seconds") if row else None)
-        print(study_output(results, args.table))
+        print(study_output(results, args.table, args.metrics))
         return 0
     study = study_of(args)
     if args.threads:
@@ -406,7 +413,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     results = run_study(study, store, executor=args.executor, address=args.address, threads=args.threads,
                         cpus=args.cpus, device=args.device, data_dir=args.data_dir, on_event=study_progress(args.quiet),
                         cancel=cancel)
-    print(study_output(results, args.table))
+    print(study_output(results, args.table, args.metrics))
     return 0 if not results["failed"] else 1
 
 
@@ -528,6 +535,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where runs train and are attacked")
     st.add_argument("--data-dir", dest="data_dir", help="dataset folder (default: $SIMPLEX_DATA_DIR)")
     st.add_argument("--table", choices=["markdown", "latex", "csv"], help="print the tables instead of JSON")
+    st.add_argument("--metrics", metavar="M,M,...", help="--table: the cells' metrics to show, e.g. "
+                                                         "\"clean_accuracy,worst case @ ε 0.05\" (default: all)")
     st.add_argument("--quiet", action="store_true", help="no per-run progress on stderr")
     st.set_defaults(func=cmd_study)
 

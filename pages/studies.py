@@ -114,7 +114,13 @@ def show_results(results: dict, key: str) -> None:
     for dataset in results["datasets"]:
         st.markdown(f"**{results['title'] or results['study']} · {dataset}**"
                     + (f" · {fmt_seconds(results['seconds'])} to compute" if results.get("seconds") else ""))
-        rows = [r for r in result_rows(results) if r["dataset"] == dataset]
+        found = list(dict.fromkeys(m for c in results["cells"] for m in c["metrics"]))
+        claimed = {"clean_accuracy"} | {c[k] for c in results["claims"] for k in ("metric", "metric_b")} | {
+            m for c in results["cells"] for m in c["paper"]}
+        shown = st.multiselect("columns", found, default=[m for m in found if m in claimed], key=f"{key}-cols-{dataset}",
+                               help="The metrics of the cells' table; by default clean accuracy and those the claims "
+                                    "and the paper's numbers concern.")
+        rows = [r for r in result_rows(results, shown or None) if r["dataset"] == dataset]
         st.dataframe(rows, hide_index=True, key=f"{key}-cells-{dataset}")
         claims = [r for r in claim_rows(results) if r["dataset"] == dataset]
         if claims:  # a few rows, as a plain table: every word of the claims and verdicts in view
