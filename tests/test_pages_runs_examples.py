@@ -198,7 +198,8 @@ def test_examples_page_offers_every_attack_with_its_parameters(populated):
         at.selectbox(key="examples-attack").set_value(name)
         at.run()
         assert not at.exception, (name, at.exception)
-        shown = {w.label for w in list(at.number_input) + list(at.checkbox) + list(at.selectbox)}
+        # a label names the parameter, and says what a special value means: "alpha (0 = 2.5·ε/steps)"
+        shown = {w.label.split(" (")[0] for w in list(at.number_input) + list(at.checkbox) + list(at.selectbox)}
         # restarts: the gallery shows one run of the attack and refuses more, so it has no input
         assert {p.name for p in spec.params if p.name != "restarts"} <= shown and "restarts" not in shown, name
 
@@ -214,10 +215,11 @@ def test_examples_page_bad_input_is_a_message(populated):
     at.run()
     generate(at)  # the job fails; the page shows why
     assert not at.exception and "from 0 to 449; got 4500" in at.error[0].value
-    at.text_input(key="examples-indices").set_value("0")
-    at.number_input(key="examples-pgd-steps").set_value(0)
-    at.run()
-    assert "pgd.steps must be ≥ 1" in at.error[0].value and not at.image
+    # the input itself holds the bounds: no step count below 1 can be typed in
+    steps = at.number_input(key="examples-pgd-steps")
+    assert steps.min == 1 and "Allowed: ≥ 1" in steps.help
+    alpha = at.number_input(key="examples-pgd-alpha")
+    assert alpha.label == "alpha (0 = 2.5·ε/steps)" and (alpha.min, alpha.max) == (0.0, 1.0)
 
 
 # --- export helpers -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from typing import Any
 
@@ -122,9 +123,16 @@ def warning_summary(warnings: list[str]) -> None:
 def param_input(objective: type[Objective] | str, param: Param, key: str, preset: tuple[str, Any] | None = None) -> Any:
     """An input for one constant of an objective (or an attack: pass its description as a string),
     prefilled with its default, or with ``preset = (preset name, value)`` where a preset sets it."""
-    label = f"{param.name}"
+    # a value with a meaning of its own (PGD's alpha 0 = 2.5·ε/steps) is said on the label, not only in the help
+    special = re.search(r"\b0 = ([^;()]+)", param.help or "")
+    label = f"{param.name} (0 = {special.group(1).strip()})" if special else param.name
     source = objective if isinstance(objective, str) else objective.citation
-    help_text = f"{param.help}. Default {param.default} ({source})."
+    bounds = []
+    if param.minimum is not None:
+        bounds.append(f"{'>' if param.exclusive_minimum else '≥'} {param.minimum:g}")
+    if param.maximum is not None:
+        bounds.append(f"≤ {param.maximum:g}")
+    help_text = f"{param.help}. Default {param.default} ({source})." + (f" Allowed: {', '.join(bounds)}." if bounds else "")
     value = param.default
     if preset is not None:
         value = param.kind(preset[1])
@@ -133,9 +141,12 @@ def param_input(objective: type[Objective] | str, param: Param, key: str, preset
         return st.selectbox(label, param.choices, index=param.choices.index(value), help=help_text, key=key)
     if isinstance(param.default, bool):
         return st.checkbox(label, value=value, help=help_text, key=key)
-    if isinstance(param.default, int):
-        return st.number_input(label, value=value, step=1, help=help_text, key=key)
-    return st.number_input(label, value=float(value), format="%g", help=help_text, key=key)
+    kind = int if isinstance(param.default, int) else float
+    limits = {"min_value": kind(param.minimum) if param.minimum is not None and not param.exclusive_minimum else None,
+              "max_value": kind(param.maximum) if param.maximum is not None else None}
+    if kind is int:
+        return st.number_input(label, value=value, step=1, help=help_text, key=key, **limits)
+    return st.number_input(label, value=float(value), format="%g", help=help_text, key=key, **limits)
 
 
 def setting_input(name: str, container=st, value: Any = None, **widget) -> Any:
