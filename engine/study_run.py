@@ -16,6 +16,7 @@ Events (``on_event``): {"type": "study-start", "runs", "todo"} and {"type": "stu
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 import time
@@ -128,6 +129,8 @@ def _ray_session(address: str | None, cpus: int | None):
         raise ConfigError("--executor ray needs the ray package (pip install -r requirements.txt)") from None
     if ray.is_initialized():
         return ray, False
+    if address is None:  # the cluster is the study's own: its workers are the study, not background work
+        os.environ.setdefault("RAY_worker_niceness", "0")  # Ray's default, 15, starves them on a busy machine
     # the workers import this repository's packages: from this folder on one machine, uploaded to a cluster
     runtime_env = ({"env_vars": {"PYTHONPATH": str(ROOT)}} if address is None else
                    {"py_modules": [str(ROOT / "engine"), str(ROOT / "cache"), str(ROOT / "models")]})
