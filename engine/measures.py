@@ -92,6 +92,12 @@ def _minimal_attack(name: str, model, objective, x, y, params, batch_size, cance
         for i in range(0, len(x), batch_size):
             _check(cancel)
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            if hasattr(attack, "on_step"):  # C&W: progress and cancel within the batch, not only between batches
+                def on_step(done: int, total: int, start=i, size=len(xb)) -> None:
+                    _check(cancel)
+                    if progress is not None:
+                        progress(start + size * done / total, len(x))
+                attack.on_step = on_step
             if targeted:  # drawn here, so success can be checked against them: uniform over y_t ≠ y
                 tb = (yb + torch.randint(1, k, yb.shape, device=yb.device)) % k
                 attack.set_mode_targeted_by_function(lambda images, labels, t=tb: t, quiet=True)
@@ -459,12 +465,16 @@ def measure_job(store, run_ids: list[str], measure: str, settings: dict[str, Any
           "points": len(run_ids), "class_names": loaded[run_ids[0]][2]["class_names"]})
     targets = list(run_ids) if spec.across_runs else None
     runs = {r: loaded[r][:2] for r in run_ids}
+    started = time.perf_counter()
     points = []
     for index, run_id in enumerate(run_ids):
         key_settings = {"settings": settings, "samples": len(y), "seed": seed, "targets": targets}
 
-        def progress(done: int, total: int, base=index) -> None:
-            emit({"type": "sweep-progress", "done": base * total + done, "total": total * len(run_ids), "eta": None})
+        def progress(done: float, total: int, base=index) -> None:
+            finished = base * total + done
+            elapsed = time.perf_counter() - started
+            emit({"type": "sweep-progress", "done": finished, "total": total * len(run_ids),
+                  "eta": elapsed / finished * (total * len(run_ids) - finished) if finished else None})
 
         def compute(run_id=run_id, progress=progress) -> dict[str, Any]:
             return spec.compute(runs, run_id, x, y, settings, cancel=cancel, progress=progress, seed=seed)

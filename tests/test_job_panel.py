@@ -72,3 +72,22 @@ def test_many_warnings_of_one_run_read_as_one_line_with_the_rest_folded():
     lines = at.warning[0].value.split("  \n")
     assert lines[0] == "**MMC (ab12cd)**: accuracy rises with ε at 0.1 (and 2 more)" and len(lines) == 3
     assert at.expander[0].label == "all 5 warnings"
+
+
+def test_a_c_and_w_job_shows_an_eta_and_cancels_within_a_second(store):
+    from engine.jobs import CANCELLED, RUNNING
+    from engine.train import train_job
+
+    (record,) = train_job(preset("quick", ["ce"], epochs=2), store)
+    manager = JobManager(store=store)
+    job_id = manager.submit_measure([record["run_id"]], "cw", {"params": {"steps": 1000, "search_steps": 9}},
+                                    samples=100)
+    deadline = time.time() + 60
+    while time.time() < deadline and (manager.get(job_id).status != RUNNING or manager.get(job_id).eta is None):
+        time.sleep(0.05)
+    job = manager.get(job_id)
+    assert job.status == RUNNING and job.eta is not None and job.eta > 0, (job.status, job.eta)
+    asked = time.time()
+    manager.cancel(job_id)
+    assert manager.wait(job_id, timeout=10).status == CANCELLED
+    assert time.time() - asked < 1.5  # within a second of the next iterations, not of the next batch
