@@ -115,6 +115,15 @@ if submitted:
 
 job_id = st.session_state.get("train_job")
 if job_id:
+    from engine.jobs import FAILED
+
+    followed = get_manager().get(job_id)
+    submitted = followed.settings.get("config", {})
+    if followed.status == FAILED and (submitted.get("dataset"), submitted.get("model")) != (dataset, model):
+        # the inputs moved on since: the failure belongs to the old settings, not to these
+        st.caption(f"The last job ({followed.title}) failed; its message stays in the job panel.")
+        job_id = None
+if job_id:
     st.subheader("Live curves")
     comparison_view(job_id, key="train")  # the first seed, live
     seed_jobs_view(st.session_state.get("train_jobs", [job_id]), key="train")

@@ -388,3 +388,23 @@ def test_start_and_train_pages_offer_fashion_mnist_and_say_when_it_is_missing(tm
     at.run()
     assert not at.exception and any("not on this machine" in w.value for w in at.warning)
     monkeypatch.undo()
+
+
+def test_a_failed_job_s_error_leaves_the_train_page_once_the_dataset_is_changed_back(tmp_path):
+    from engine.config import TrainConfig
+    from ui.state import get_manager
+
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    manager = get_manager()
+    job_id = manager.submit_training(TrainConfig(epochs=1, dataset="svhn", latent_samples=10, device="cpu"))
+    assert manager.wait(job_id, timeout=60).status == "failed"
+    at.session_state["train_job"] = job_id
+    dataset = next(sb for sb in at.selectbox if sb.label == "dataset")
+    dataset.set_value("svhn").run()
+    assert any("The job failed" in e.value for e in at.error)  # its own settings: the failure is shown
+    assert not any("Waiting for the first epoch" in c.value for c in at.caption)
+    next(sb for sb in at.selectbox if sb.label == "dataset").set_value("digits").run()
+    assert not at.exception and not any("The job failed" in e.value for e in at.error)
+    assert any("The last job" in c.value and "failed" in c.value for c in at.caption)

@@ -238,7 +238,11 @@ def live_fragment(job_id: str, body, key: str) -> None:
 
 def status_line(job: Job) -> None:
     if job.status == FAILED:
-        st.error(f"The job failed: {job.error}")
+        lines = (job.error or "").strip().splitlines() or ["no message"]
+        st.error(f"The job failed: {lines[0]}")
+        if len(lines) > 1:
+            with st.expander("the whole message"):
+                st.text(job.error)
     elif job.status == CANCELLED:
         st.warning("The job was cancelled; nothing was stored.")
     elif job.status == QUEUED:
@@ -259,7 +263,8 @@ def comparison_view(job_id: str, key: str) -> None:
         status_line(job)
         runs = job_runs(job)
         if not any(r["history"] for r in runs):
-            st.caption("Waiting for the first epoch…")
+            if job.status not in FINISHED:
+                st.caption("Waiting for the first epoch…")
             return
         st.plotly_chart(accuracy_figure(runs, x_axis), key=f"{key}-acc")
         st.plotly_chart(loss_figure(runs, x_axis, log_y), key=f"{key}-loss")
