@@ -8,7 +8,7 @@ from engine.jobs import FINISHED
 from engine.latent import TRAJECTORY_POINTS, cached_shift, cached_shift_grid, shift_view
 from engine.objectives import ConfigError
 from engine.report import NOT_EVALUATED, worst_case_at, worst_case_of, worst_case_source
-from ui.figures import distance_histogram, shift_animation, shift_figure
+from ui.figures import distance_histogram, shift_animation_runs, shift_figure
 from ui.state import open_store, store_errors
 from ui.widgets import (CHART_REFRESH_S, attack_param_inputs, class_picker, job_latent_entries, latent_panels,
                         live_fragment, run_label, stored_run_label, stored_run_picker)
@@ -94,7 +94,8 @@ else:
     trajectories = c2.checkbox("trajectories over iterations", value=False,
                                help=f"The first {TRAJECTORY_POINTS} points of the subset at every forward pass of the "
                                     "attack (for PGD: the random start and each iterate).")
-    animate = c3.checkbox("animation over the ε grid", value=False, help="plotly frames with a play button")
+    animate = c3.checkbox("animation over the ε grid", value=False,
+                          help="One figure for every run, with one play button and slider: all panels move together")
     distance = c4.radio("histogram of", ["centre", "norm"], horizontal=True,
                         format_func={"centre": "distance to own centre", "norm": "‖z‖"}.get)
 
@@ -117,21 +118,24 @@ else:
             st.info("Nothing cached yet for this attack, these parameters and this many points: press Compute.")
         else:
             eps = st.select_slider("ε", common[1:], value=common[-1], key="shift-eps-slider")
+            if animate:  # one figure, one play button and slider for every run; its titles follow the frame
+                runs = [(run_label(by_id[r]["objective"], r),
+                         [shift_view(cached_shift(store, r, attack, params, 0.0, samples),
+                                     cached_shift(store, r, attack, params, e, samples),
+                                     cached_shift(store, r, attack, params, 0.0, samples)["y"], classes,
+                                     by_id[r]["geometry"], distance) for e in common]) for r in chosen]
+                st.plotly_chart(shift_animation_runs(runs, classes, first["class_names"], arrows, trajectories,
+                                                     alone=alone), key="shift-anim")
+                st.caption("The panels' titles follow the animation's frame; the numbers below are at the slider's ε.")
             cols = st.columns(len(chosen))
             for col, r in zip(cols, chosen):
                 record = by_id[r]
                 clean = cached_shift(store, r, attack, params, 0.0, samples)
                 label = run_label(record["objective"], r)
                 with col:
-                    if animate:
-                        views = [shift_view(clean, cached_shift(store, r, attack, params, e, samples), clean["y"],
-                                            classes, record["geometry"], distance) for e in common]
-                        view = views[common.index(eps)]
-                        st.plotly_chart(shift_animation(views, classes, first["class_names"], arrows, title=label),
-                                        key=f"shift-anim-{r}")
-                    else:
-                        attacked = cached_shift(store, r, attack, params, eps, samples)
-                        view = shift_view(clean, attacked, clean["y"], classes, record["geometry"], distance)
+                    attacked = cached_shift(store, r, attack, params, eps, samples)
+                    view = shift_view(clean, attacked, clean["y"], classes, record["geometry"], distance)
+                    if not animate:
                         st.plotly_chart(shift_figure(view, classes, first["class_names"], arrows, trajectories,
                                                      title=f"{label} · ε = {eps:g}"), key=f"shift-{r}")
                     m1, m2, m3 = st.columns(3)

@@ -192,3 +192,31 @@ def test_each_objective_has_a_colour_family_far_from_the_others_and_each_run_its
     assert colours["a"] == OBJECTIVE_COLOURS["gccs"] and colours["c"] == OBJECTIVE_COLOURS["ce"]
     assert len({colours["a"], colours["b"], colours["d"]}) == 3  # three GCCS runs, three shades
     assert colour_of("gccs", 1) == "#8b191a"  # a darker shade of the family's red
+
+
+def _shift_view(eps: float, accuracy: float, rng) -> dict:
+    labels = np.repeat([0, 1, 9], 4)
+    clean = rng.normal(size=(12, 2))
+    return {"eps": eps, "clean": clean, "attacked": clean + eps, "labels": labels,
+            "vertices": np.array([[0.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]),
+            "trajectory": np.stack([clean[:6] + t * eps for t in np.linspace(0, 1, 4)]),
+            "trajectory_labels": labels[:6], "accuracy": accuracy, "left_region": 1 - accuracy}
+
+
+def test_one_animation_moves_every_run_together_with_titles_and_trajectories_following_the_frame():
+    from ui.figures import shift_animation_runs
+
+    rng = np.random.default_rng(0)
+    grid = [0.0, 0.05, 0.1]
+    runs = [("CE (aaaaaa)", [_shift_view(e, 1 - 4 * e, rng) for e in grid]),
+            ("GCCS (bbbbbb)", [_shift_view(e, 1 - 2 * e, rng) for e in grid])]
+    fig = shift_animation_runs(runs, [0, 1, 9], arrows=True, trajectories=True, alone="pgd alone: an upper bound")
+    assert [f.name for f in fig.frames] == ["0", "0.05", "0.1"]
+    assert len(fig.layout.updatemenus) == 1 and len(fig.layout.sliders) == 1  # one play button for all runs
+    assert all(len(f.data) == len(fig.data) for f in fig.frames)
+    assert {t.xaxis for t in fig.frames[2].data} == {"x", "x2"}  # both panels in every frame
+    assert any(t.name and t.name.endswith("PGD path") for t in fig.frames[2].data)  # trajectories kept
+    titles = [a.text for a in fig.frames[2].layout.annotations]
+    assert titles[0].startswith("CE (aaaaaa) · ε = 0.1") and "0.600" in titles[0] and "40% left" in titles[0]
+    assert "GCCS (bbbbbb) · ε = 0.1" in titles[1] and "pgd alone: an upper bound 0.800" in titles[1]
+    assert sum(bool(t.showlegend is not False) for t in fig.data if t.xaxis == "x2") == 0  # one legend

@@ -370,26 +370,58 @@ def shift_figure(view: dict, classes: list[int], class_names=None, arrows: bool 
     return fig
 
 
-def shift_animation(views: list[dict], classes: list[int], class_names=None, arrows: bool = True,
-                    title: str = "") -> go.Figure:
-    """The same view as ``shift_figure`` with one plotly frame per ε and a play button."""
-    fig = go.Figure(_shift_traces(views[0], classes, class_names, arrows, False),
-                    frames=[go.Frame(data=_shift_traces(v, classes, class_names, arrows, False), name=f"{v['eps']:g}")
-                            for v in views])
-    xr, yr = _shift_axes(views)
-    steps = [dict(method="animate", label=f"{v['eps']:g}",
-                  args=[[f"{v['eps']:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=False),
-                                                transition=dict(duration=0))]) for v in views]
+def _frame_title(label: str, view: dict, alone: str) -> str:
+    return (f"{label} · ε = {view['eps']:g}<br><sub>{alone} {view['accuracy']:.3f} · "
+            f"{view['left_region']:.0%} left their region</sub>")
+
+
+def shift_animation_runs(runs: list[tuple[str, list[dict]]], classes: list[int], class_names=None,
+                         arrows: bool = True, trajectories: bool = False, alone: str = "accuracy") -> go.Figure:
+    """Every run's view under attack side by side in one figure with one frame per ε, so a single
+    play button and slider move all of them together; each panel's title follows the frame with its
+    accuracy and the share of points that left their region; trajectories stay in every frame.
+    ``runs``: (label, views over the same ε grid, as ``engine.latent.shift_view`` makes them)."""
+    n = len(runs)
+    grid = [v["eps"] for v in runs[0][1]]
+
+    def traces(index: int) -> list:
+        out = []
+        for j, (_, views) in enumerate(runs):
+            suffix = "" if j == 0 else str(j + 1)
+            for trace in _shift_traces(views[index], classes, class_names, arrows, trajectories):
+                trace.update(xaxis=f"x{suffix}", yaxis=f"y{suffix}")
+                if j:  # one legend: the classes share their colours across panels
+                    trace.update(showlegend=False)
+                out.append(trace)
+        return out
+
+    fig = make_subplots(rows=1, cols=n, subplot_titles=[_frame_title(label, views[0], alone) for label, views in runs],
+                        horizontal_spacing=0.06)
+    for trace in traces(0):
+        fig.add_trace(trace)
+    titles = list(fig.layout.annotations)
+
+    def frame_titles(index: int) -> list:
+        return [dict(t.to_plotly_json(), text=_frame_title(label, views[index], alone))
+                for t, (label, views) in zip(titles, runs)]
+
+    fig.frames = [go.Frame(data=traces(i), name=f"{e:g}", layout=dict(annotations=frame_titles(i)))
+                  for i, e in enumerate(grid)]
+    for j, (_, views) in enumerate(runs):
+        xr, yr = _shift_axes(views)
+        fig.update_xaxes(range=xr, title_text="plane axis 1", row=1, col=j + 1)
+        fig.update_yaxes(range=yr, scaleanchor="x" if j == 0 else f"x{j + 1}", scaleratio=1, row=1, col=j + 1)
+    steps = [dict(method="animate", label=f"{e:g}",
+                  args=[[f"{e:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                         transition=dict(duration=0))]) for e in grid]
     fig.update_layout(
-        title=dict(text=title, font_size=13), height=440, margin=dict(l=10, r=10, t=40, b=10),
-        xaxis=dict(title="plane axis 1", range=xr), yaxis=dict(title="plane axis 2", range=yr), legend=dict(font_size=9),
+        height=480, margin=dict(l=10, r=10, t=70, b=10), legend=dict(font_size=9),
         updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.12, xanchor="left", buttons=[
             dict(label="▶ play", method="animate",
-                 args=[None, dict(frame=dict(duration=700, redraw=False), transition=dict(duration=300),
+                 args=[None, dict(frame=dict(duration=900, redraw=True), transition=dict(duration=300),
                                   fromcurrent=True, mode="immediate")]),
             dict(label="❚❚", method="animate", args=[[None], dict(frame=dict(duration=0), mode="immediate")])])],
         sliders=[dict(active=0, currentvalue=dict(prefix="ε = "), x=0.15, len=0.85, y=-0.05, steps=steps)])
-    fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
 
 
