@@ -134,6 +134,18 @@ def test_train_and_latent_pages_in_a_real_browser(server, browser):
         assert_no_exception(browser)
 
 
+def shot_at_heading(drv, heading: str, name: str) -> None:
+    """A screenshot with the page scrolled to the subheader ``heading`` (after plotly has drawn)."""
+    from selenium.webdriver.common.by import By
+
+    time.sleep(2)
+    target = [e for e in drv.find_elements(By.TAG_NAME, "h3") if heading in e.text][0]
+    drv.execute_script("arguments[0].scrollIntoView();", target)
+    time.sleep(1)
+    drv.save_screenshot(str(SHOTS / name))
+    assert_no_exception(drv)
+
+
 def _click_button(drv, text: str):
     from selenium.webdriver.common.by import By
 
@@ -169,12 +181,7 @@ def test_robustness_sweep_and_latents_under_attack_in_a_real_browser(server, bro
     _click_button(browser, "Compute latents under attack")
     wait_for(lambda: "left their decision region" in browser.find_element(By.TAG_NAME, "body").text, timeout=300,
              what="the latents under attack")
-    time.sleep(2)
-    target = [e for e in browser.find_elements(By.TAG_NAME, "h3") if "Under attack" in e.text][0]
-    browser.execute_script("arguments[0].scrollIntoView();", target)
-    time.sleep(1)
-    browser.save_screenshot(str(SHOTS / "latent_under_attack.png"))
-    assert_no_exception(browser)
+    shot_at_heading(browser, "Under attack", "latent_under_attack.png")
 
 
 def test_start_page_compares_on_fashion_mnist_in_a_real_browser(server, browser):
@@ -245,9 +252,4 @@ def test_studies_page_runs_a_reproduction_in_a_real_browser(server, browser):
     text = body()
     assert any(v in text for v in ("reproduced", "within noise")), text[-2000:]
     assert "mnist: +0.0038, cifar10: +0.0364" in text  # the paper's differences beside the claim
-    time.sleep(2)
-    target = [e for e in browser.find_elements(By.TAG_NAME, "h3") if "Stored studies" in e.text][0]
-    browser.execute_script("arguments[0].scrollIntoView();", target)
-    time.sleep(1)
-    browser.save_screenshot(str(SHOTS / "studies_page.png"))
-    assert_no_exception(browser)
+    shot_at_heading(browser, "Stored studies", "studies_page.png")

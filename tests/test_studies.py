@@ -697,37 +697,41 @@ def test_the_ray_store_checks_clean_and_holds_every_run_with_its_results(local_r
 
 
 # --- 7. a run carried from one store to another -----------------------------------------------------------
-def test_export_and_import_keep_the_record_weights_latents_and_cached_results(local_run, tmp_path):
-    source = RunStore(local_run.path)
-    target = RunStore(tmp_path / "target")
-    try:
-        run_id = cells_by_label(local_run.results)["GCCS"]["run_ids"][0]
-        blob = source.export_run(run_id)
-        assert isinstance(blob, bytes)
-        assert target.import_run(blob) == run_id
-        # (records hold arrays: compared as the store encodes them, byte for byte)
-        assert codec.encode(target.get_run(run_id)) == codec.encode(source.get_run(run_id))
-        assert target.checkpoint_digest(run_id) == source.checkpoint_digest(run_id)
-        ours, theirs = target.load_checkpoint(run_id), source.load_checkpoint(run_id)
-        for part in ("model", "objective"):
-            assert set(ours[part]) == set(theirs[part])
-            for key, tensor in theirs[part].items():
-                assert torch.equal(ours[part][key], tensor), key
-        lat_ours, lat_theirs = target.get_latents(run_id), source.get_latents(run_id)
-        for key in ("z", "y", "indices"):
-            assert (lat_ours[key] == lat_theirs[key]).all()
-        keys = [k[len("result:"):] for k in source.keys() if k.startswith(f"result:{run_id}:")]
-        assert keys and [k for k in target.keys() if k.startswith("result:")] == [f"result:{k}" for k in keys]
-        for key in keys:
-            assert target.get_result(key) is not None
-            assert codec.encode(target.get_result(key)) == codec.encode(source.get_result(key))
-        assert len(target.list_results(run_id)) == len(source.list_results(run_id))
-        # the target can evaluate it from its cache: the study's values for it are the source's
-        assert run_values(target, run_id, local_run.study.evaluate) == cells_value(local_run.results, run_id)
-        assert check_store(tmp_path / "target")["clean"]
-    finally:
-        source.close()
-        target.close()
+@pytest.fixture
+def two_stores(local_run, tmp_path):
+    """The local run's store (the source of exports) and an empty target store, closed afterwards."""
+    source, target = RunStore(local_run.path), RunStore(tmp_path / "target")
+    yield source, target
+    source.close()
+    target.close()
+
+
+def test_export_and_import_keep_the_record_weights_latents_and_cached_results(local_run, two_stores, tmp_path):
+    source, target = two_stores
+    run_id = cells_by_label(local_run.results)["GCCS"]["run_ids"][0]
+    blob = source.export_run(run_id)
+    assert isinstance(blob, bytes)
+    assert target.import_run(blob) == run_id
+    # (records hold arrays: compared as the store encodes them, byte for byte)
+    assert codec.encode(target.get_run(run_id)) == codec.encode(source.get_run(run_id))
+    assert target.checkpoint_digest(run_id) == source.checkpoint_digest(run_id)
+    ours, theirs = target.load_checkpoint(run_id), source.load_checkpoint(run_id)
+    for part in ("model", "objective"):
+        assert set(ours[part]) == set(theirs[part])
+        for key, tensor in theirs[part].items():
+            assert torch.equal(ours[part][key], tensor), key
+    lat_ours, lat_theirs = target.get_latents(run_id), source.get_latents(run_id)
+    for key in ("z", "y", "indices"):
+        assert (lat_ours[key] == lat_theirs[key]).all()
+    keys = [k[len("result:"):] for k in source.keys() if k.startswith(f"result:{run_id}:")]
+    assert keys and [k for k in target.keys() if k.startswith("result:")] == [f"result:{k}" for k in keys]
+    for key in keys:
+        assert target.get_result(key) is not None
+        assert codec.encode(target.get_result(key)) == codec.encode(source.get_result(key))
+    assert len(target.list_results(run_id)) == len(source.list_results(run_id))
+    # the target can evaluate it from its cache: the study's values for it are the source's
+    assert run_values(target, run_id, local_run.study.evaluate) == cells_value(local_run.results, run_id)
+    assert check_store(tmp_path / "target")["clean"]
 
 
 def cells_value(results, run_id):
@@ -736,47 +740,37 @@ def cells_value(results, run_id):
     return {m: per_seed[seed] for m, per_seed in cell["values"].items()}
 
 
-def test_damaged_or_foreign_exports_are_refused_and_store_nothing(local_run, tmp_path):
-    source = RunStore(local_run.path)
-    target = RunStore(tmp_path / "target")
-    try:
-        run_id = cells_by_label(local_run.results)["CE"]["run_ids"][1]
-        blob = source.export_run(run_id)
-        flipped = bytearray(blob)
-        for position in (len(blob) // 2, len(blob) - 1, 40):
-            damaged = bytearray(blob)
-            damaged[position] ^= 0x01
-            with pytest.raises(StoreError, match="nothing was stored"):
-                target.import_run(bytes(damaged))
-        flipped[len(blob) // 3] ^= 0xFF
-        for bad in (bytes(flipped), blob[:-10], b"", b"not an export", codec.encode({"bundle": 2})):
-            with pytest.raises(StoreError):
-                target.import_run(bad)
-        bundle = codec.decode(blob)
-        key = next(iter(bundle["results"]))
-        stamped = dict(bundle["results"])
-        stamped[key] = {**stamped[key], "checkpoint": "0" * 64}
-        with pytest.raises(StoreError, match="not computed from its checkpoint"):
-            target.import_run(codec.encode({**bundle, "results": stamped}))
-        other = {k.replace(run_id, "0" * 16, 1): v for k, v in bundle["results"].items()}
+def test_damaged_or_foreign_exports_are_refused_and_store_nothing(local_run, two_stores):
+    source, target = two_stores
+    run_id = cells_by_label(local_run.results)["CE"]["run_ids"][1]
+    blob = source.export_run(run_id)
+    flipped = bytearray(blob)
+    for position in (len(blob) // 2, len(blob) - 1, 40):
+        damaged = bytearray(blob)
+        damaged[position] ^= 0x01
         with pytest.raises(StoreError, match="nothing was stored"):
-            target.import_run(codec.encode({**bundle, "results": other}))
-        assert not target.has_run(run_id) and target.keys() == [] and target.list_runs() == []
-    finally:
-        source.close()
-        target.close()
-
-
-def test_an_export_without_its_checkpoint_is_a_store_error(local_run, tmp_path):
-    source = RunStore(local_run.path)
-    target = RunStore(tmp_path / "target")
-    try:
-        bundle = codec.decode(source.export_run(cells_by_label(local_run.results)["CE"]["run_ids"][0]))
+            target.import_run(bytes(damaged))
+    flipped[len(blob) // 3] ^= 0xFF
+    for bad in (bytes(flipped), blob[:-10], b"", b"not an export", codec.encode({"bundle": 2})):
         with pytest.raises(StoreError):
-            target.import_run(codec.encode({k: v for k, v in bundle.items() if k != "checkpoint"}))
-    finally:
-        source.close()
-        target.close()
+            target.import_run(bad)
+    bundle = codec.decode(blob)
+    key = next(iter(bundle["results"]))
+    stamped = dict(bundle["results"])
+    stamped[key] = {**stamped[key], "checkpoint": "0" * 64}
+    with pytest.raises(StoreError, match="not computed from its checkpoint"):
+        target.import_run(codec.encode({**bundle, "results": stamped}))
+    other = {k.replace(run_id, "0" * 16, 1): v for k, v in bundle["results"].items()}
+    with pytest.raises(StoreError, match="nothing was stored"):
+        target.import_run(codec.encode({**bundle, "results": other}))
+    assert not target.has_run(run_id) and target.keys() == [] and target.list_runs() == []
+
+
+def test_an_export_without_its_checkpoint_is_a_store_error(local_run, two_stores):
+    source, target = two_stores
+    bundle = codec.decode(source.export_run(cells_by_label(local_run.results)["CE"]["run_ids"][0]))
+    with pytest.raises(StoreError):
+        target.import_run(codec.encode({k: v for k, v in bundle.items() if k != "checkpoint"}))
 
 
 # --- 8. python -m engine study ----------------------------------------------------------------------------
