@@ -185,8 +185,9 @@ for image in gallery["images"]:
     tile(row[0], image["clean"], f"#{image['index']} · true {names[image['label']]}")
     for i, run in enumerate(runs):
         out = image["runs"][run["run_id"]]
-        tile(row[1 + 2 * i], out["perturbation_display"],
-             f"‖δ‖∞ {out['linf']:.3f} · clean: {verdict(out['clean_pred'], out['clean_conf'], image['label'])}")
-        tile(row[2 + 2 * i], out["adversarial"], f"adv: {verdict(out['adv_pred'], out['adv_conf'], image['label'])}")
+        tile(row[1 + 2 * i], out["perturbation_display"], f"‖δ‖∞ {out['linf']:.3f}")
+        # the run's two predictions together, under the image it made of the clean one
+        tile(row[2 + 2 * i], out["adversarial"], f"clean: {verdict(out['clean_pred'], out['clean_conf'], image['label'])}"
+                                                 f" → adv: {verdict(out['adv_pred'], out['adv_conf'], image['label'])}")
 table_downloads(gallery_rows(gallery), f"examples-{attack}" + ("" if eps is None else f"-eps-{eps:g}"),
                 key="examples-export")

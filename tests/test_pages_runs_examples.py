@@ -174,8 +174,13 @@ def test_examples_page_generates_a_gallery_once_and_keeps_it(populated):
     assert len(at.image) == 3 * (1 + 2 * 2)  # per image: clean, then perturbation and adversarial per run
     captions = [c for image in at.image for c in image.captions]
     assert captions[0] == "#1 · true 0"  # the first test image of class 0
-    assert captions[1].startswith("‖δ‖∞ 0.100 · clean: ") and captions[2].startswith("adv: ")
-    assert all(("✓" in c) != ("✗ wrong" in c) for c in captions if "(" in c)
+    # the perturbation's size under it; both predictions under the adversarial image they belong to
+    assert captions[1] == "‖δ‖∞ 0.100" and captions[2].startswith("clean: ") and " → adv: " in captions[2]
+    pairs = [c for c in captions if c.startswith("clean: ")]
+    assert len(pairs) == 3 * 2  # one per image and run
+    for c in pairs:
+        clean, adv = c.split(" → ")
+        assert ("✓" in clean) != ("✗ wrong" in clean) and ("✓" in adv) != ("✗ wrong" in adv)
     gallery = at.session_state["examples-galleries"]
     (settings, first), = gallery.items()
     # a rerun (any widget touched elsewhere) draws the same gallery without computing it again
