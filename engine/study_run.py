@@ -176,7 +176,9 @@ def _run_ray(study: Study, store, todo: list[dict[str, Any]], address: str | Non
                 try:
                     values, exported = ray.get(ref)
                 except Exception as exc:  # a task's failure (its error, a lost worker): once more, then reported
-                    message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+                    cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the task's own exception
+                    lines = str(cause).strip().splitlines()
+                    message = f"{type(cause).__name__}: {lines[0] if lines else 'no message'}"
                     if attempts[run["run_id"]] < 2:
                         progress(run, "retrying", message)
                         submit(run)

@@ -696,6 +696,25 @@ def test_the_ray_store_checks_clean_and_holds_every_run_with_its_results(local_r
         store.close()
 
 
+@pytest.mark.slow
+def test_a_failing_ray_task_is_retried_once_then_reported_and_the_study_goes_on(tmp_path):
+    """MNIST is not on this machine: each task fails where it loads the data, on the worker."""
+    study = study_from_dict({"name": "no-data", "objectives": ["ce"], "datasets": ["mnist"], "seeds": [0, 1],
+                             "settings": {"epochs": 1}, "evaluate": []})
+    store = RunStore(tmp_path / "store")
+    events = []
+    try:
+        results = run_study(study, store, executor="ray", cpus=2, threads=1, data_dir=tmp_path / "empty",
+                            on_event=events.append)
+    finally:
+        store.close()
+    statuses = sorted(e["status"] for e in events if e["type"] == "study-progress")
+    assert statuses == ["failed", "failed", "retrying", "retrying"]
+    assert sorted(f["seed"] for f in results["failed"]) == [0, 1]
+    assert all(f["attempts"] == 2 and "mnist" in f["error"].lower() for f in results["failed"]), results["failed"]
+    assert len(results["missing"]) == 2 and results["cells"][0]["n"] == 0
+
+
 # --- 7. a run carried from one store to another -----------------------------------------------------------
 @pytest.fixture
 def two_stores(local_run, tmp_path):
