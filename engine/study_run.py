@@ -53,13 +53,16 @@ def run_study(study: Study, store, executor: str = "local", address: str | None 
     emit({"type": "study-start", "runs": len(runs), "todo": len(todo)})
     labels = {i: c["label"] for i, c in enumerate(c for ds in study.datasets for c in planned_cells(study, ds))}
     progress = _Progress(emit, len(runs), len(runs) - len(todo), labels)
-    if executor == "local":
-        computed, failed = _run_local(study, store, todo, threads, device, data_dir, progress, cancel)
-    else:
-        computed, failed = _run_ray(study, store, todo, address, threads or 1, cpus, device, data_dir, progress,
-                                    cancel)
-    seconds = time.perf_counter() - started
-    save_values(store, study, computed, seconds if todo else None)
+    computed: dict[str, Any] = {}  # filled run by run: a cancelled or failed study keeps what it finished
+    try:
+        if executor == "local":
+            failed = _run_local(study, store, todo, threads, device, data_dir, progress, cancel, computed)
+        else:
+            failed = _run_ray(study, store, todo, address, threads or 1, cpus, device, data_dir, progress, cancel,
+                              computed)
+    finally:
+        seconds = time.perf_counter() - started
+        save_values(store, study, computed, seconds if todo else None)
     return study_results(study, {**values, **computed}, failed, seconds)
 
 
@@ -78,11 +81,12 @@ class _Progress:
 
 
 def _run_local(study: Study, store, todo: list[dict[str, Any]], threads: int | None, device: str, data_dir,
-               progress: _Progress, cancel: threading.Event) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+               progress: _Progress, cancel: threading.Event, computed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each run's values into ``computed`` as it finishes; returns the failed runs (none: a failure here
+    fails the study, with its message)."""
     if threads:
         torch.set_num_threads(threads)
     by_id = {r["run_id"]: r for r in todo}
-    computed: dict[str, Any] = {}
     for job in training_jobs(todo):
         config = job.with_(device=device) if device != "cpu" else job
         reused = {config.run_id(o) for o in config.objectives if store.has_run(config.run_id(o))}
@@ -94,7 +98,7 @@ def _run_local(study: Study, store, todo: list[dict[str, Any]], threads: int | N
             computed[run_id] = run_values(store, run_id, study.evaluate, device=device, data_dir=data_dir,
                                           cancel=cancel)
             progress(by_id[run_id], "reused" if run_id in reused else "done")
-    return computed, []
+    return []
 
 
 # --- Ray -------------------------------------------------------------------------------------------------
@@ -143,15 +147,15 @@ def _ray_session(address: str | None, cpus: int | None):
 
 
 def _run_ray(study: Study, store, todo: list[dict[str, Any]], address: str | None, threads: int, cpus: int | None,
-             device: str, data_dir, progress: _Progress, cancel: threading.Event
-             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+             device: str, data_dir, progress: _Progress, cancel: threading.Event, computed: dict[str, Any]
+             ) -> list[dict[str, Any]]:
+    """Each run's values into ``computed`` as its task comes back; returns the runs that failed twice."""
     if not todo:
-        return {}, []
+        return []
     ray, started_here = _ray_session(address, cpus)
     gpus = 1 if device.startswith("cuda") else 0
     task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(study_task)
     evaluations = [dict(e) for e in study.evaluate]
-    computed: dict[str, Any] = {}
     failed: list[dict[str, Any]] = []
     attempts: dict[str, int] = {}
     pending: dict[Any, dict[str, Any]] = {}
@@ -193,4 +197,4 @@ def _run_ray(study: Study, store, todo: list[dict[str, Any]], address: str | Non
     finally:
         if started_here:
             ray.shutdown()
-    return computed, failed
+    return failed

@@ -880,3 +880,28 @@ def test_study_show_of_a_study_never_run_lists_every_run_as_missing(tmp_path, ca
     shown = json.loads(out)
     assert len(shown["cells"]) == 6 and all(c["n"] == 0 for c in shown["cells"])
     assert len(shown["missing"]) == 18 and {c["verdict"] for c in shown["claims"]} == {"no shared seed: no verdict"}
+
+
+def test_a_cancelled_study_keeps_the_values_of_the_runs_it_finished(tmp_path):
+    import threading
+
+    from engine.train import Cancelled
+
+    study = study_from_dict({**TINY, "name": "cancel-me"})
+    store = RunStore(tmp_path / "store")
+    cancel = threading.Event()
+
+    def on_event(event):  # cancel as soon as the first run is done
+        if event["type"] == "study-progress":
+            cancel.set()
+
+    try:
+        with pytest.raises(Cancelled):
+            run_study(study, store, threads=1, on_event=on_event, cancel=cancel)
+        kept = stored_values(store, study)
+        assert 1 <= len(kept) < len(planned_runs(study))
+        events = []
+        results = run_study(study, store, threads=1, on_event=events.append)  # goes on where it stopped
+        assert events[0]["todo"] == len(planned_runs(study)) - len(kept) and not results["missing"]
+    finally:
+        store.close()
