@@ -62,9 +62,10 @@ def test_start_page_comparison_trains_and_draws_its_charts():
     at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all()
                    and any("evaluated on" in d.value.columns for d in a.dataframe))
     keys = [c.key for c in at.get("plotly_chart")]
-    # accuracy + loss curves, the diagnostics, then a simplex and a 3-D view for each of CE and GCCS
+    # accuracy + loss curves, the diagnostics, then a simplex, a 3-D and an all-classes view for each of CE and GCCS
     assert keys[:4] == ["start-acc", "start-loss", "start-diag-mean_dist_own_vertex", "start-diag-mean_norm_z"]
-    assert len([k for k in keys if k.startswith("start-latent-")]) == 4
+    latent = [k for k in keys if k.startswith("start-latent-")]
+    assert len(latent) == 6 and sum(k.endswith("-embedding-plot") for k in latent) == 2
     table = at.dataframe[0].value
     assert list(table["run"].str[:4]) == ["CE (", "GCCS"] and (table["epoch"] == 3).all()
     # the headline robust accuracy: not evaluated yet, and the page says how to evaluate it
@@ -152,7 +153,7 @@ def test_latent_page_shows_stored_runs_side_by_side():
     at.run()
     assert not at.exception
     assert len(at.multiselect[0].value) == 2
-    assert len(at.get("plotly_chart")) == 4  # simplex + 3-D view per run
+    assert len(at.get("plotly_chart")) == 6  # simplex, 3-D and all-classes (PCA) view per run
     assert [m.label for m in at.metric][:2] == ["r_AB (all classes)", "test accuracy"]
     # the same class twice is refused with a message
     at.selectbox(key="latent-store-class-1").set_value(0)
@@ -177,7 +178,7 @@ def test_latent_page_offers_the_supervised_layers_of_a_pcl_run():
     assert space.options[0] == "latent z (logits)" and any(o.startswith("layer ") for o in space.options)
     space.set_value(space.options[-1])
     at.run()
-    assert not at.exception and len(at.get("plotly_chart")) == 2
+    assert not at.exception and len(at.get("plotly_chart")) == 3
 
 
 @pytest.mark.slow
