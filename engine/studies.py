@@ -288,12 +288,21 @@ def load_study(name_or_path: str) -> Study:
     if not path.is_file():
         raise ConfigError(f"study must be a built-in ({', '.join(REPRODUCTIONS)}) or a TOML file; got "
                           f"{name_or_path!r} (no such file)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"study file {path}: not valid TOML ({exc})") from None
+    return study_from_toml(text, f"study file {path}")
+
+
+def study_from_toml(text: str, where: str = "the study's definition") -> Study:
+    """A checked Study from TOML text (a file's, or what the Studies page's editor holds)."""
     import tomllib
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"study file {path}: not valid TOML ({exc})") from None
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
     return study_from_dict(data)
 
 

@@ -9,7 +9,7 @@ from engine.jobs import FAILED, FINISHED
 from engine.objectives import ConfigError
 from engine.reproductions import REPRODUCTIONS
 from engine.studies import claim_rows, load_study, metric_note, planned_runs, result_rows, stored_values, \
-    study_from_dict, study_results, to_latex, to_markdown
+    study_from_dict, study_from_toml, study_results, to_latex, to_markdown
 from ui.export import plotly_chart, table_downloads
 from ui.figures import study_figure
 from ui.state import open_store
@@ -48,14 +48,12 @@ try:
                             format_func=lambda n: f"{n} · {REPRODUCTIONS[n]['title']}")
         study = load_study(name)
     else:
-        import tomllib
-
         text = st.text_area("definition (TOML)", EXAMPLE, height=260, key="studies-toml",
                             help="Keys: name, title, objectives, datasets, seeds, preset, settings, grid (a setting "
                                  "or objective.constant → values), evaluate (suite = NAME or measure = NAME, samples, "
                                  "eps), baseline, claims, paper.")
-        study = study_from_dict(tomllib.loads(text))
-except (ConfigError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+        study = study_from_toml(text)
+except ConfigError as exc:
     st.error(f"The study is not valid: {exc}")
 
 if study is not None:
