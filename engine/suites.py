@@ -337,6 +337,28 @@ def robustness_charts(results: list[dict[str, Any]], records: dict[str, dict[str
     return headline + out
 
 
+def filter_charts(charts: list[dict[str, Any]], runs: set[str] | None = None,
+                  attacks: set[str] | None = None) -> list[dict[str, Any]]:
+    """The charts of ``robustness_charts`` with only the lines of ``runs`` and, beside each run's worst
+    case, the single attacks in ``attacks`` (None: all). The worst-case lines stay what they are, the
+    worst case over every attack tried, whichever attacks are shown; a chart left without a single
+    attack is dropped (the headline chart is kept while it has a line), a seed group only while all
+    its runs are shown, and only the warnings about the runs shown."""
+    out = []
+    for chart in charts:
+        lines = [l for l in chart["lines"] if (runs is None or l["run_id"] in runs)
+                 and (l.get("worst_case") or attacks is None or l["attack"] in attacks)]
+        if not lines or (chart["attack"] != WORST_CASE and all(l.get("worst_case") for l in lines)):
+            continue
+        shown = {l["run_id"] for l in lines}
+        kept = {**chart, "lines": lines, "warnings": [w for w in chart["warnings"]
+                                                      if any(f"({r[:6]})" in w.split(":", 1)[0] for r in shown)]}
+        if "groups" in chart:
+            kept["groups"] = [g for g in chart["groups"] if set(g["run_ids"]) <= shown]
+        out.append(kept)
+    return out
+
+
 def _worst_line(record: dict[str, Any], run_id: str, seed: int, points: dict[float, dict]) -> dict[str, Any]:
     eps = sorted(points)
     return {"run_id": run_id, "objective": record["objective"], "attack": WORST_CASE, "params": "", "seed": seed,

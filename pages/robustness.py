@@ -7,7 +7,7 @@ import streamlit as st
 
 from engine.attacks import ATTACKS, budget_of
 from engine.measures import MEASURES, measure_tables
-from engine.suites import DEFAULT_SUITE, SUITES, robustness_charts
+from engine.suites import DEFAULT_SUITE, SUITES, filter_charts, robustness_charts
 from engine.jobs import FINISHED
 from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads
@@ -21,7 +21,8 @@ st.caption("Accuracy against the true label (also for targeted attacks), model i
            "(run, attack, parameters, ε, test samples, seed): nothing is computed twice, and a cancelled sweep keeps "
            "the points it finished. **Bold line: the per-sample worst case over every attack tried** on the run (a "
            "sample counts as robust only if it is classified correctly clean and no attack breaks it): the headline "
-           "robust accuracy. Thin lines: single attacks, one attack alone: an upper bound. Colour per objective; "
+           "robust accuracy. Thin lines: single attacks, one attack alone: an upper bound. The legend groups the lines "
+           "by objective (a colour family each, a shade per run; click an objective's title to hide it); "
            "dashed = adversarially trained; open diamonds and a dotted line = the adaptive attack paired with the "
            "standard one.")
 
@@ -90,6 +91,18 @@ with st.container(border=True):
 job_ids = st.session_state.get("robustness-suite-jobs", []) + st.session_state.get("robustness-jobs", [])
 active = any(manager.get(j).status not in FINISHED for j in job_ids)
 
+# Filters hide lines, never change them: the bold line stays the worst case over every attack tried.
+# Empty = everything, so a filter stays valid while a sweep adds attacks.
+objectives = sorted({records[r]["objective"] for r in chosen})
+c1, c2 = st.columns(2)
+shown_objectives = c1.multiselect("show objectives (empty = all)", objectives, key="robustness-filter-objectives",
+                                  format_func=str.upper, help="Runs are chosen in the picker above; this hides the "
+                                  "lines of the objectives not picked here.")
+shown_attacks = c2.multiselect("show single attacks (empty = all)", SWEEPABLE, key="robustness-filter-attacks",
+                               help="Hides the other attacks' thin lines and charts. The bold line stays the worst "
+                                    "case over every attack tried on the run, shown or not.")
+shown_runs = {r for r in chosen if not shown_objectives or records[r]["objective"] in shown_objectives}
+
 
 @st.fragment(run_every=CHART_REFRESH_S if active else None)
 @store_errors()
@@ -103,7 +116,8 @@ def charts():
         elif job.status not in FINISHED:
             st.caption(f"{job.title}: {job.detail or job.status} — the curves fill in as points finish.")
     results = [r for run_id in chosen for r in store.list_results(run_id, "accuracy")]
-    figures = robustness_charts(results, {r: records[r] for r in chosen}, store=store)
+    figures = filter_charts(robustness_charts(results, {r: records[r] for r in chosen}, store=store),
+                            runs=shown_runs, attacks=set(shown_attacks) or None)
     if not figures:
         st.info("No cached results for these runs yet: run the robust suite above (or "
                 "`python -m engine evaluate RUN_ID --suite robust`), or a single attack's sweep.")

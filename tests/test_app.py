@@ -254,7 +254,8 @@ def test_robustness_page_sweeps_in_a_job_and_pairs_standard_with_adaptive():
     names = _chart_traces(_chart_titled(at, "PGD"))
     # one chart for PGD: CE and GCCS, each with its adaptive and margin PGD drawn beside it, and its worst case
     assert sum(n.startswith("CE (") for n in names) == 4 and sum(n.startswith("GCCS (") for n in names) == 4
-    assert any(n.endswith("· adaptive-pgd") for n in names) and any(n.endswith("· margin-pgd") for n in names), names
+    assert any(n.endswith("· adaptive-pgd alone") for n in names) and any(n.endswith("· margin-pgd alone")
+                                                                         for n in names), names
     assert sum(n.endswith("· worst case") for n in names) == 2, names
     panel = sidebar_text(new_app())
     assert "pgd sweep · 2 runs · 2 ε" in panel and "done in" in panel
@@ -291,8 +292,8 @@ def test_robustness_page_runs_the_robust_suite_and_headlines_its_worst_case():
     # every other chart: single attacks, thin, as upper bounds, beside each run's worst case at their ε
     for chart in at.get("plotly_chart")[1:]:
         singles = [t for t in _spec(chart)["data"] if not t["name"].endswith("· worst case")]
-        assert singles and all(t["legendgrouptitle"]["text"] == UPPER_BOUND_GROUP and t["line"]["width"] == 1.5
-                               and "upper bound" in t["hovertemplate"] for t in singles)
+        assert singles and all(t["name"].endswith(" alone") and t["line"]["width"] == 1.5
+                               and UPPER_BOUND_GROUP in t["hovertemplate"] for t in singles)
     # the members run on every clean-correct sample have curves of their own: APGD-CE, and the adaptive
     # and margin PGD in PGD's chart
     assert _chart_titled(at, "APGD-CE") and _chart_titled(at, "PGD on CE")

@@ -72,13 +72,17 @@ def test_robustness_figure_draws_the_worst_case_bold_and_single_attacks_as_upper
                        _line("ce-e5f6a7b8", "pgd", [0, 0.1], [0.9, 0.3], adversarially_trained=True),
                        _line("gccs-a1b2c3d4", "worst case", [0, 0.1], [0.9, 0.35], worst_case=True, attacks=[0, 6])]}
     fig = robustness_figure(chart)
-    pgd, adaptive, adv, worst = fig.data
+    # the legend is grouped by objective, in a fixed objective order, each run's headline first
+    adv, worst, pgd, adaptive = fig.data
+    assert [t.legendgrouptitle.text for t in fig.data] == ["CE", "GCCS", "GCCS", "GCCS"]
+    assert adv.legendgroup != worst.legendgroup == pgd.legendgroup == adaptive.legendgroup
     assert worst.name == "GCCS (a1b2c3) · worst case" and worst.line.width == 4 and worst.line.dash == "solid"
     assert worst.line.color == pgd.line.color  # the run's colour
-    assert worst.legendgrouptitle.text == WORST_CASE_GROUP and "over 6 attack settings" in worst.customdata[1]
+    assert WORST_CASE_GROUP in worst.hovertemplate and "over 6 attack settings" in worst.customdata[1]
+    assert [t.name for t in (pgd, adaptive, adv)] == ["GCCS (a1b2c3) · pgd alone", "GCCS (a1b2c3) · adaptive-pgd alone",
+                                                      "CE (e5f6a7) · adv. trained · pgd alone"]
     for single in (pgd, adaptive, adv):
-        assert single.line.width == 1.5 and single.legendgrouptitle.text == UPPER_BOUND_GROUP
-        assert "upper bound" in single.hovertemplate
+        assert single.line.width == 1.5 and UPPER_BOUND_GROUP in single.hovertemplate
     assert UPPER_BOUND_GROUP == "one attack alone: an upper bound"
     # the existing conventions: adaptive dotted with open diamonds, adversarially trained dashed
     assert adaptive.line.dash == "dot" and adaptive.marker.symbol == "diamond-open" and adv.line.dash == "dash"
@@ -95,7 +99,8 @@ def test_robustness_figure_does_not_call_a_natural_corruption_an_upper_bound():
     chart = {"attack": "rotation", "samples": 40, "title": "rotation", "axis": "degrees", "shared_params": True,
              "lines": [_line("ce-e5f6a7b8", "rotation", [0, 10], [0.9, 0.8])], "warnings": []}
     (line,) = robustness_figure(chart).data
-    assert line.legendgrouptitle.text == CORRUPTION_GROUP and "upper bound" not in line.hovertemplate
+    assert CORRUPTION_GROUP in line.hovertemplate and "upper bound" not in line.hovertemplate
+    assert line.name == "CE (e5f6a7) · rotation" and line.legendgrouptitle.text == "CE"
 
 
 def test_robustness_figure_draws_a_seed_group_as_a_bold_mean_with_a_band():
@@ -110,7 +115,7 @@ def test_robustness_figure_draws_a_seed_group_as_a_bold_mean_with_a_band():
     chart = {"attack": "worst case", "samples": 40, "title": "Worst case over every attack tried", "axis": "ε",
              "shared_params": True, "warnings": [], "lines": [*seeds, alone], "groups": [group]}
     fig = robustness_figure(chart)
-    first, second, gccs, band, mean = fig.data
+    band, mean, first, second, gccs = fig.data  # CE's group first: band, mean, then its faint seeds
     # the group's mean: bold, in CE's colour, named for its seeds, hovering its CI
     assert mean.name == "CE mean of 2 seeds · worst case" and mean.line.width == 4
     assert list(mean.y) == [0.925, 0.25] and list(mean.customdata) == [0.3, 0.6]
@@ -118,12 +123,13 @@ def test_robustness_figure_draws_a_seed_group_as_a_bold_mean_with_a_band():
     # its band: mean ± ci95, along the upper edge and back along the lower one, translucent CE blue
     assert band.fill == "toself" and band.showlegend is False and band.fillcolor == "rgba(31, 119, 180, 0.2)"
     assert list(band.x) == [0, 0.1, 0.1, 0] and list(band.y) == pytest.approx([1.225, 0.85, -0.35, 0.625])
-    # the seeds stay visible but thin and faint, in the group's legend group; a lone run stays bold
+    # the seeds stay visible but thin and faint, in their objective's legend group; a lone run stays bold
     for seed in (first, second):
         assert seed.line.width == 1.5 and seed.opacity == 0.35 and seed.legendgroup == mean.legendgroup == band.legendgroup
-    assert mean.legendgrouptitle.text == first.legendgrouptitle.text == \
-        "CE, seeds 0, 1: mean ± 95 % CI (Student t) of the worst case"
-    assert gccs.line.width == 4 and gccs.opacity is None and gccs.legendgrouptitle.text == WORST_CASE_GROUP
+    assert mean.legendgrouptitle.text == "CE" and "CE, seeds 0, 1: mean ± 95 % CI (Student t) of the worst case" \
+        in mean.hovertemplate
+    assert gccs.line.width == 4 and gccs.opacity is None and gccs.legendgrouptitle.text == "GCCS"
+    assert WORST_CASE_GROUP in gccs.hovertemplate
     # without groups the same lines are all bold
     assert all(t.line.width == 4 for t in robustness_figure({**chart, "groups": []}).data)
 

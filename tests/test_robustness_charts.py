@@ -107,3 +107,29 @@ def test_no_group_without_two_seeds_of_one_setting(charted):
     headline = robustness_charts([r for r in results if r["run_id"] in lone], lone, store=store)[0]
     assert headline["attack"] == WORST_CASE and headline["groups"] == []
     assert all(t.line.width == 4 for t in robustness_figure(headline).data)
+
+
+def test_filters_hide_lines_but_keep_the_worst_case_over_every_attack(charted):
+    from engine.suites import filter_charts
+
+    store, records, results = charted
+    charts = robustness_charts(results, records, store=store)
+    attacks = {l["attack"] for c in charts for l in c["lines"] if not l.get("worst_case")}
+    assert len(attacks) >= 2, attacks
+    kept = sorted(attacks)[0]
+    shown = filter_charts(charts, attacks={kept})
+    # the headline chart is untouched: its lines are the worst case over every attack, shown or not
+    assert shown[0]["attack"] == WORST_CASE and shown[0]["lines"] == charts[0]["lines"]
+    for chart in shown[1:]:
+        singles = [l for l in chart["lines"] if not l.get("worst_case")]
+        assert singles and {l["attack"] for l in singles} == {kept}
+        # each run's worst case beside them is the one computed over every attack
+        original = next(c for c in charts if c["attack"] == chart["attack"])
+        assert [l for l in chart["lines"] if l.get("worst_case")] == [l for l in original["lines"] if l.get("worst_case")]
+    # hiding a run drops its lines, its warnings and every seed group it belongs to
+    run = "c0"
+    without = filter_charts(charts, runs=set(records) - {run})
+    assert all(l["run_id"] != run for c in without for l in c["lines"])
+    assert all(run not in g["run_ids"] for c in without for g in c.get("groups", []))
+    assert all(f"({run[:6]})" not in w for c in without for w in c["warnings"])
+    assert filter_charts(charts) == charts

@@ -187,21 +187,30 @@ def latent_3d_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry:
 
 
 # --- robustness --------------------------------------------------------------------------------------
-# Legend groups: the headline, and what only bounds it from above (../shared/spec/attacks.md, "The
-# headline is a per-sample worst case"). Natural corruptions are no attacks and bound nothing.
+# What a line is: the headline, or what only bounds it from above (../shared/spec/attacks.md, "The
+# headline is a per-sample worst case"). Natural corruptions are no attacks and bound nothing. The
+# legend groups lines by objective (a colour family each); the kind is in the line's style (bold or
+# thin), its name and its hover text.
 WORST_CASE_GROUP = "worst case over every attack tried (the headline)"
 UPPER_BOUND_GROUP = "one attack alone: an upper bound"
 CORRUPTION_GROUP = "one natural corruption (not an attack)"
 
 
+def _objective_rank(objective: str) -> int:
+    """Objectives in a fixed order (the colour table's), so every chart's legend lists them alike."""
+    order = list(OBJECTIVE_COLOURS)
+    return order.index(objective) if objective in order else len(order)
+
+
 def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
     """Accuracy vs ε of one attack (``engine.suites.robustness_charts``): one line per run, colour per
-    objective. The per-sample worst case over every attack tried (``worst_case`` lines) is bold; each attack
-    alone is a thin line, grouped in the legend as an upper bound on it. A seed group (``chart["groups"]``:
-    runs that differ only by seed) is a bold mean line with a translucent band of its 95 % CI, and
-    the worst-case lines of its seeds turn thin and faint beside it. Adversarially trained runs
-    dashed; an adaptive attack drawn in its run's colour with open diamonds and a dotted line, so
-    standard and adaptive results of a run read as a pair."""
+    objective, the legend grouped by objective (clicking an objective's title hides its lines, a line's
+    name hides that line). The per-sample worst case over every attack tried (``worst_case`` lines) is
+    bold; each attack alone is a thin line named "… alone" and hovering as an upper bound on it. A seed
+    group (``chart["groups"]``: runs that differ only by seed) is a bold mean line with a translucent
+    band of its 95 % CI, and the worst-case lines of its seeds turn thin and faint beside it.
+    Adversarially trained runs dashed; an adaptive attack drawn in its run's colour with open diamonds
+    and a dotted line, so standard and adaptive results of a run read as a pair."""
     from engine.attacks import ATTACKS
     from engine.suites import WORST_CASE
 
@@ -211,9 +220,12 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
     for line in chart["lines"]:
         seeds.setdefault(line["run_id"], set()).add(line["seed"])
     groups = chart.get("groups", [])
-    # the worst-case lines a group's mean stands for: (run, attack seed) -> the group's legend group and title
-    in_group = {(run_id, g["attack_seed"]): (f"group-{i}", _group_title(g)) for i, g in enumerate(groups)
-                for run_id in g["run_ids"]}
+    grouped = {(run_id, g["attack_seed"]) for g in groups for run_id in g["run_ids"]}
+    traces: list[tuple[tuple, go.Scatter]] = []  # (legend order, trace): objective, then headline first
+
+    def legend(objective: str) -> dict:
+        return dict(legendgroup=f"objective-{objective}", legendgrouptitle_text=objective.upper())
+
     for line in chart["lines"]:
         colour = colours[line["run_id"]]
         name = f"{line['objective'].upper()} ({line['run_id'][:6]})"
@@ -221,46 +233,50 @@ def robustness_figure(chart: dict, height: int = 380) -> go.Figure:
             name += " · adv. trained"
         if len(seeds[line["run_id"]]) > 1:  # the same run attacked with several seeds: tell the lines apart
             name += f" · seed {line['seed']}"
+        order = (_objective_rank(line["objective"]), line["objective"])
         if line.get("worst_case"):
             name += " · worst case"
             # how many attack settings each point is the worst case over (ε = 0 is the clean accuracy)
             over = [("clean accuracy" if n == 0 else f"over {n} attack setting{'s' * (n != 1)}" if n else "")
                     for n in line.get("attacks", [None] * len(line["eps"]))]
             dash = "dash" if line["adversarially_trained"] else "solid"
-            grouped = in_group.get((line["run_id"], line["seed"]))
-            style = dict(legendgroup="worst", legendgrouptitle_text=WORST_CASE_GROUP,
-                         line=dict(color=colour, dash=dash, width=4), marker=dict(symbol="circle", size=8))
-            if grouped is not None:  # its group's mean is the bold line; the seed stays visible, faint
-                style = dict(legendgroup=grouped[0], legendgrouptitle_text=grouped[1], opacity=0.35,
-                             line=dict(color=colour, dash=dash, width=1.5), marker=dict(symbol="circle", size=5))
-            fig.add_trace(go.Scatter(
-                x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name, customdata=over, **style,
-                hovertemplate=f"{name}<br>ε %{{x:g}}<br>worst case %{{y:.4f}} (%{{customdata}})<extra></extra>"))
+            style = dict(line=dict(color=colour, dash=dash, width=4), marker=dict(symbol="circle", size=8))
+            if (line["run_id"], line["seed"]) in grouped:  # its group's mean is the bold line; the seed stays, faint
+                style = dict(opacity=0.35, line=dict(color=colour, dash=dash, width=1.5),
+                             marker=dict(symbol="circle", size=5))
+            traces.append(((*order, 1, line["run_id"]), go.Scatter(
+                x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name, customdata=over,
+                **legend(line["objective"]), **style,
+                hovertemplate=f"{name}<br>ε %{{x:g}}<br>worst case %{{y:.4f}} (%{{customdata}})<br>"
+                              f"{WORST_CASE_GROUP}<extra></extra>")))
             continue
         dash = ("dashdot" if line["adaptive"] else "dash") if line["adversarially_trained"] else \
             ("dot" if line["adaptive"] else "solid")
-        if line["adaptive"]:
-            name += f" · {line['attack']}"
+        spec = ATTACKS.get(line["attack"])
+        corruption = spec is not None and spec.budget in ("sigma", "degrees")
+        name += f" · {line['attack']}" + ("" if corruption else " alone")
         if line["params"] and not chart.get("shared_params"):
             name += f" · {line['params']}"
-        spec = ATTACKS.get(line["attack"])
-        group = CORRUPTION_GROUP if spec is not None and spec.budget in ("sigma", "degrees") else UPPER_BOUND_GROUP
-        fig.add_trace(go.Scatter(
-            x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name,
-            legendgroup="alone", legendgrouptitle_text=group,
+        kind = CORRUPTION_GROUP if corruption else UPPER_BOUND_GROUP
+        traces.append(((*order, 2, line["run_id"], line["adaptive"], line["attack"]), go.Scatter(
+            x=line["eps"], y=line["accuracy"], mode="lines+markers", name=name, **legend(line["objective"]),
             line=dict(color=colour, dash=dash, width=1.5),
             marker=dict(symbol="diamond-open" if line["adaptive"] else "circle", size=7 if line["adaptive"] else 5),
-            hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<br>{group}<extra></extra>"))
-    for i, group in enumerate(groups):
-        _group_traces(fig, group, f"group-{i}", colour_of(group["objective"]),
-                      several_attack_seeds=sum(g["key"] == group["key"] for g in groups) > 1)
+            hovertemplate=f"{name}<br>ε %{{x:g}}<br>accuracy %{{y:.4f}}<br>{kind}<extra></extra>")))
+    for group in groups:
+        order = (_objective_rank(group["objective"]), group["objective"], 0, group["key"], group["attack_seed"])
+        several = sum(g["key"] == group["key"] for g in groups) > 1
+        for i, trace in enumerate(_group_traces(group, colour_of(group["objective"]), several)):
+            traces.append(((*order, i), trace.update(**legend(group["objective"]))))
+    for _, trace in sorted(traces, key=lambda t: t[0]):
+        fig.add_trace(trace)
     if chart["attack"] == WORST_CASE:
         title = f"Worst case over every attack tried · {chart['samples']} test samples"
     else:
         attacks = [l for l in chart["lines"] if not l.get("worst_case")]
         shared = attacks[0]["params"] if chart.get("shared_params") and attacks else ""
         title = f"{chart['title']}" + (f" · {shared}" if shared else "") + f" · {chart['samples']} test samples"
-    # groupclick: a click hides one line, not its whole group
+    # groupclick: a click on a line's name hides that line; on an objective's title, the objective
     fig.update_layout(title=dict(text=title, font_size=13), height=height, margin=dict(l=10, r=10, t=50, b=10),
                       xaxis_title=chart.get("axis", "ε"), yaxis_title="accuracy (true label)",
                       yaxis_range=[-0.02, 1.02], legend=dict(font_size=10, groupclick="toggleitem"),
@@ -275,14 +291,14 @@ def _translucent(colour: str, alpha: float) -> str:
 
 
 def _group_title(group: dict) -> str:
-    """The legend title over a seed group's mean, band and faint seed lines."""
+    """What a seed group's mean line stands for."""
     return (f"{group['objective'].upper()}, seeds {', '.join(map(str, group['seeds']))}: "
             "mean ± 95 % CI (Student t) of the worst case")
 
 
-def _group_traces(fig: go.Figure, group: dict, legendgroup: str, colour: str, several_attack_seeds: bool) -> None:
+def _group_traces(group: dict, colour: str, several_attack_seeds: bool) -> list[go.Scatter]:
     """One seed group of ``engine.suites.robustness_charts``: its 95 % CI as a translucent band, then
-    its mean bold on top, both in one legend group with the faint lines of its seeds."""
+    its mean bold on top (the band first, so the mean is drawn over it)."""
     n = len(group["run_ids"])
     name = f"{group['objective'].upper()} mean of {n} seeds"
     if several_attack_seeds:  # the same runs attacked with several seeds: tell the means apart
@@ -291,18 +307,17 @@ def _group_traces(fig: go.Figure, group: dict, legendgroup: str, colour: str, se
     upper = [m + c for m, c in zip(group["mean"], group["ci95"])]
     lower = [m - c for m, c in zip(group["mean"], group["ci95"])]
     # the band: along the upper edge and back along the lower one, filled inside
-    fig.add_trace(go.Scatter(
+    band = go.Scatter(
         x=group["eps"] + group["eps"][::-1], y=upper + lower[::-1], mode="lines", fill="toself",
         fillcolor=_translucent(colour, 0.2), line=dict(width=0), hoverinfo="skip", showlegend=False,
-        name=f"{name} · 95 % CI", legendgroup=legendgroup))
-    seeds = ", ".join(map(str, group["seeds"]))
-    fig.add_trace(go.Scatter(
+        name=f"{name} · 95 % CI")
+    mean = go.Scatter(
         x=group["eps"], y=group["mean"], mode="lines+markers", name=name, customdata=group["ci95"],
-        legendgroup=legendgroup, legendgrouptitle_text=_group_title(group),
         line=dict(color=colour, dash="dash" if group["adversarially_trained"] else "solid", width=4),
         marker=dict(symbol="circle", size=8),
-        hovertemplate=f"{name}<br>ε %{{x:g}}<br>mean %{{y:.4f}} ± %{{customdata:.4f}} "
-                      f"(95 % CI, Student t, seeds {seeds})<extra></extra>"))
+        hovertemplate=f"{name}<br>ε %{{x:g}}<br>mean %{{y:.4f}} ± %{{customdata:.4f}}<br>"
+                      f"{_group_title(group)}<extra></extra>")
+    return [band, mean]
 
 
 # --- latents under attack ----------------------------------------------------------------------------
