@@ -100,7 +100,7 @@ def parse_indices(text: str) -> list[int]:
 
 
 @torch.no_grad()
-def _predict(model, objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model, objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's predictions (its own test decision rule) and the softmax of its logits at them."""
     z = model(x)
     pred = objective.test_predictions(model, x, z)
@@ -167,8 +167,8 @@ def adversarial_examples(store, run_ids: Sequence[str], attack: str, eps: float 
                 atk.seed = int(seed)
             with private_rng(int(seed), device):  # the same start for every run, in a stream of its own
                 x_adv = atk(x, y).detach()
-        clean_pred, clean_conf = _predict(model, objective, x)
-        adv_pred, adv_conf = _predict(model, objective, x_adv)
+        clean_pred, clean_conf = predict(model, objective, x)
+        adv_pred, adv_conf = predict(model, objective, x_adv)
         per_run[run_id] = {"x_adv": x_adv.cpu(), "clean_pred": clean_pred.cpu(), "clean_conf": clean_conf.cpu(),
                            "adv_pred": adv_pred.cpu(), "adv_conf": adv_conf.cpu()}
         emit({"type": "sweep-progress", "done": done, "total": len(run_ids), "eta": None})

@@ -65,6 +65,39 @@ def _train_seconds(record: dict[str, Any]) -> float | None:
     return float(seconds) if seconds is not None else None
 
 
+def training_estimate(records: list[dict[str, Any]], dataset: str, model: str, device: str, objectives: list[str],
+                      epochs: int) -> dict[str, Any]:
+    """How long ``epochs`` of ``objectives`` (trained in one job) on ``dataset`` and ``model`` would spend
+    in training steps, judged by the stored runs of that dataset and model on that kind of device
+    ("cpu", "cuda"; "auto": any): per objective the median of its runs' step seconds per epoch.
+    Test passes come on top (every ``eval_every`` epochs). An objective without such a run has no
+    estimate (MAT's BIBO costs 10–33 times CE's step: another objective's rate would mislead).
+
+    Returns ``{"seconds": the sum, or None when some objective has no run; "per_epoch": {objective:
+    seconds}; "runs": how many runs the estimate rests on; "missing": objectives without a run}``."""
+    rates: dict[str, list[float]] = {}
+    for record in records:
+        timing, kind = record.get("timing") or {}, str(record.get("device") or "").split(":")[0]
+        if (record.get("dataset") != dataset or record.get("model") != model or (device in ("cpu", "cuda")
+                and kind != device) or not timing.get("epochs") or timing.get("train_seconds") is None):
+            continue
+        rates.setdefault(record["settings"].get("objective"), []).append(timing["train_seconds"] / timing["epochs"])
+    per_epoch = {o: sorted(rates[o])[len(rates[o]) // 2] for o in objectives if o in rates}
+    missing = [o for o in objectives if o not in per_epoch]
+    return {"seconds": None if missing else epochs * sum(per_epoch.values()), "per_epoch": per_epoch,
+            "runs": sum(len(rates[o]) for o in per_epoch), "missing": missing}
+
+
+def newest_comparison(records: list[dict[str, Any]], limit: int = 8) -> list[str]:
+    """The ids of the newest stored run and the runs compared with it: the same settings and device
+    but for the objective and its constants (a lockstep job's runs), newest first, at most ``limit``.
+    ``records``: a listing, newest first (``RunStore.list_runs``)."""
+    if not records:
+        return []
+    newest = _setting_of(records[0])
+    return [r["run_id"] for r in records if _setting_of(r) == newest][:limit]
+
+
 def ce_twins(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """For each run id, the stored CE run of the same setting. A CE run is its own twin; when several
     CE runs share a setting (CE with other constants, should it ever have any), the newest wins."""

@@ -10,8 +10,8 @@ from engine.objectives import ConfigError
 from engine.report import NOT_EVALUATED, worst_case_at, worst_case_of, worst_case_source
 from ui.figures import distance_histogram, shift_animation_runs, shift_figure
 from ui.state import open_store, store_errors
-from ui.widgets import (CHART_REFRESH_S, attack_param_inputs, class_picker, job_latent_entries, latent_panels,
-                        live_fragment, run_label, stored_run_label, stored_run_picker)
+from ui.widgets import (CHART_REFRESH_S, attack_param_inputs, class_picker, hover_samples, job_latent_entries,
+                        latent_panels, live_fragment, run_label, stored_run_label, stored_run_picker)
 
 st.title("Latent space")
 st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig. 3). Simplex view: projected onto "
@@ -28,8 +28,9 @@ if source != "stored runs":
     job = manager.get(source)
     classes = class_picker(max(len(job.class_names), 3), job.class_names, key="latent-job")
     if classes:
-        live_fragment(source, lambda job: latent_panels(job_latent_entries(job), classes, job.class_names,
-                                                        key="latent-job"), key="latent-job")
+        live_fragment(source, lambda job: latent_panels(
+            job_latent_entries(job), classes, job.class_names, key="latent-job", live=job.status not in FINISHED),
+            key="latent-job")
 else:
     chosen, by_id = stored_run_picker(store, key="latent-store")
     if not chosen:
@@ -53,7 +54,10 @@ else:
             last = epoch == history[r][-1]["epoch"]  # extra views are stored for the last epoch
             entries.append({"label": run_label(by_id[r]["objective"], r), "z": np.asarray(snaps[epoch], np.float32),
                             "y": np.asarray(latents[r]["y"]), "geometry": by_id[r]["geometry"], "metrics": hist[epoch],
-                            "views": latents[r].get("views", {}) if last else {}})
+                            "views": latents[r].get("views", {}) if last else {},
+                            # the images are the same at every epoch; the predictions are the final checkpoint's
+                            "samples": hover_samples(store, r),
+                            "prediction_note": None if last else f"final model, epoch {history[r][-1]['epoch']}"})
         latent_panels(entries, classes, first["class_names"], key="latent-store")
 
     if not classes:

@@ -13,7 +13,7 @@ from engine.objectives import ConfigError
 from ui.export import plotly_chart, table_downloads
 from ui.figures import robustness_figure, transfer_heatmap
 from ui.state import open_store, store_errors
-from ui.widgets import CHART_REFRESH_S, attack_param_inputs, stored_run_picker, warning_summary
+from ui.widgets import CHART_REFRESH_S, LIVE_PLOT_BUDGET, attack_param_inputs, stored_run_picker, warning_summary
 
 st.title("Robustness")
 st.caption("Accuracy against the true label (also for targeted attacks), model in eval mode, adversarial inputs "
@@ -121,6 +121,10 @@ def charts():
     if not figures:
         st.info("No cached results for these runs yet: run the robust suite above (or "
                 "`python -m engine evaluate RUN_ID --suite robust`), or a single attack's sweep.")
+    if active and len(figures) > LIVE_PLOT_BUDGET:  # the rest are drawn once, when the jobs have finished
+        st.caption(f"While the jobs run, the first {LIVE_PLOT_BUDGET} of {len(figures)} charts are redrawn every "
+                   f"{CHART_REFRESH_S:g} s; the others appear when they finish (the attack filter picks which).")
+        figures = figures[:LIVE_PLOT_BUDGET]
     for i, chart in enumerate(figures):
         plotly_chart(robustness_figure(chart), f"robustness-{chart['attack']}-{chart['samples']}",
                      key=f"robustness-chart-{i}")

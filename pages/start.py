@@ -4,6 +4,7 @@ import streamlit as st
 from engine.config import PRESET_NOTES, PRESETS, preset
 from engine.data import DATASETS
 from engine.groups import parse_seeds
+from engine.jobs import FINISHED
 from engine.objectives import ConfigError
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager
@@ -60,5 +61,6 @@ else:
     names = job.class_names or list(DATASETS[job.settings["config"]["dataset"]].class_names)
     classes = class_picker(len(names), names, key="start")
     if classes:
-        live_fragment(job_id, lambda job: latent_panels(job_latent_entries(job), classes, job.class_names,
-                                                        key="start-latent"), key="start-latent")
+        live_fragment(job_id, lambda job: latent_panels(
+            job_latent_entries(job), classes, job.class_names, key="start-latent", live=job.status not in FINISHED),
+            key="start-latent")

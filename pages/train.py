@@ -5,9 +5,11 @@ from engine.config import PRESET_NOTES, PRESETS, SETTINGS, ObjectiveSpec, TrainC
 from engine.data import DATASETS
 from engine.groups import parse_seeds
 from engine.objectives import OBJECTIVES, ConfigError
+from engine.report import training_estimate
 from ui.seeds import seed_jobs_view
 from ui.state import get_manager, get_store
-from ui.widgets import comparison_view, dataset_notice, listing_warning, param_input, setting_input, worst_case_view
+from ui.widgets import (comparison_view, dataset_notice, fmt_seconds, listing_warning, param_input, setting_input,
+                        worst_case_view)
 
 MODEL_LABELS = {"mlp": "MLP", "cnn": "LeNet-5-style CNN", "resnet18": "ResNet-18 (small-image stem)",
                 "resnet20": "CIFAR ResNet-20", "resnet32": "CIFAR ResNet-32"}
@@ -21,6 +23,19 @@ OBJECTIVE_NOTES = {
     "pcl": "The first warmup_epochs train CE only (PCL Algorithm 1); pull and push are still plotted.",
 }
 quick = PRESETS["quick"]
+LONG_TRAINING_S = 3600  # beyond this, the estimate is a warning beside the Train button
+
+
+def estimate_text(estimate: dict, epochs: int, jobs: int) -> str:
+    """The time the chosen epochs would take, said as ``engine.report.training_estimate`` judged it."""
+    rates = ", ".join(f"{o} {s:.3g} s" for o, s in estimate["per_epoch"].items())
+    if estimate["seconds"] is None:
+        return (f"epochs {epochs:,}: no estimate for {', '.join(estimate['missing'])} (no stored run of this dataset "
+                "and model on this device); the job panel shows an ETA once it runs." +
+                (f" Per epoch: {rates}." if rates else ""))
+    total = estimate["seconds"] * jobs
+    return (f"epochs {epochs:,}: about {fmt_seconds(total)} of training steps" + (f" for {jobs} seeds" if jobs > 1 else "")
+            + f" ({rates} an epoch, the median of {estimate['runs']} stored runs; test passes add to it).")
 
 st.title("Train")
 st.caption("Defaults are the " + PRESET_NOTES["quick"] + ". Several objectives train in lockstep on identical "
@@ -37,7 +52,8 @@ values = {"dataset": setting_input("dataset", c1, quick["dataset"], format_func=
           "device": setting_input("device", c3)}
 dataset, model = values["dataset"], values["model"]
 dataset_notice(dataset, c1)
-with st.form("train-form"):
+# No st.form: every input is checked as it changes, and Train stays off while one is refused.
+with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     for name, col in zip(("epochs", "batch_size", "lr"), (c1, c2, c3)):
         values[name] = setting_input(name, col, quick[name])
@@ -94,13 +110,24 @@ with st.form("train-form"):
     download = c1.checkbox("download the dataset if it is missing", value=False,
                            help="Uses torchvision's downloader; needs network access.")
     force = c2.checkbox("retrain even if stored", value=False)
-    submitted = st.form_submit_button("▶ Train", type="primary")
-
-if submitted:
     try:
         seeds = parse_seeds(seeds_text, "seeds")
         config = TrainConfig.from_dict(dict(
             values, seed=seeds[0], objectives=tuple(ObjectiveSpec(n, params.get(n, {})) for n in names)))
+        refused = None
+    except (ConfigError, ValueError) as exc:
+        config, refused = None, str(exc)
+    if refused:
+        st.error(f"Not ready: {refused}")
+    else:
+        estimate = training_estimate(listing, dataset, model, values["device"], names,
+                                     int(values["epochs"]))
+        timing = estimate_text(estimate, int(values["epochs"]), len(seeds))
+        (st.warning if (estimate["seconds"] or 0) * len(seeds) > LONG_TRAINING_S else st.caption)(timing)
+    submitted = st.button("▶ Train", type="primary", disabled=refused is not None)
+
+if submitted and config is not None:
+    try:
         configs = [config.with_(seed=seed) for seed in seeds]
         job_ids = [get_manager().submit_training(c, force=force, download=download,
                                                  title=None if len(seeds) == 1 else

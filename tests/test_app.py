@@ -1,4 +1,7 @@
 """Every page under Streamlit's AppTest, with real background jobs and the real store."""
+import math
+import re
+import json
 import time
 from pathlib import Path
 
@@ -44,6 +47,13 @@ def sidebar_text(at: AppTest) -> str:
     return " ".join(texts(at.sidebar))
 
 
+def tooltip_titles(chart) -> set[str]:
+    """The tooltip entries of an Altair chart as AppTest sees it (a vega_lite_chart element), in any layer."""
+    spec = json.loads(chart.proto.spec)
+    return {t["title"] for part in [spec, *spec.get("layer", [])]
+            for t in part.get("encoding", {}).get("tooltip", [])}
+
+
 def test_start_page_renders_without_a_job():
     at = new_app()
     assert not at.exception
@@ -62,10 +72,12 @@ def test_start_page_comparison_trains_and_draws_its_charts():
     at = run_until(at, lambda a: len(a.get("plotly_chart")) >= 6 and (a.dataframe[0].value["epoch"] == 3).all()
                    and any("evaluated on" in d.value.columns for d in a.dataframe))
     keys = [c.key for c in at.get("plotly_chart")]
-    # accuracy + loss curves, the diagnostics, then a simplex, a 3-D and an all-classes view for each of CE and GCCS
-    assert keys[:4] == ["start-acc", "start-loss", "start-diag-mean_dist_own_vertex", "start-diag-mean_norm_z"]
+    # accuracy + loss curves, then (the job done) a simplex, a 3-D and an all-classes view for each of CE and GCCS
+    assert keys[:2] == ["start-acc", "start-loss"] and not any("-diag-" in k for k in keys)
     latent = [k for k in keys if k.startswith("start-latent-")]
     assert len(latent) == 6 and sum(k.endswith("-embedding-plot") for k in latent) == 2
+    at.checkbox(key="start-diagnostics").check().run()  # the diagnostics are drawn on request
+    assert [c.key for c in at.get("plotly_chart")][2:4] == ["start-diag-mean_dist_own_vertex", "start-diag-mean_norm_z"]
     table = at.dataframe[0].value
     assert list(table["run"].str[:4]) == ["CE (", "GCCS"] and (table["epoch"] == 3).all()
     # the headline robust accuracy: not evaluated yet, and the page says how to evaluate it
@@ -119,10 +131,44 @@ def test_train_page_bad_input_is_a_message_not_a_traceback():
     at.run()
     at.multiselect[0].set_value([])
     at.run()
-    next(b for b in at.get("button") if "Train" in b.label).click()
-    at.run()
+    # checked as the input changes, before any press: the message names the field, Train is off
     assert not at.exception
     assert "objectives: choose at least one" in at.error[0].value
+    assert next(b for b in at.get("button") if "Train" in b.label).disabled
+    at.multiselect[0].set_value(["ce"]).run()
+    assert not at.error and not next(b for b in at.get("button") if "Train" in b.label).disabled
+    next(ni for ni in at.number_input if ni.label == "batch size").set_value(100_000).run()
+    assert not at.exception and "batch size (batch_size) must be at most the 1,347 training images of digits" \
+        in at.error[0].value
+    assert next(b for b in at.get("button") if "Train" in b.label).disabled
+
+
+def test_train_page_states_the_estimated_time_of_the_epochs_chosen():
+    from cache import RunStore
+    from engine.config import ObjectiveSpec, TrainConfig
+    from engine.train import train_job
+
+    (record,) = train_job(TrainConfig(epochs=2, model="mlp", objectives=(ObjectiveSpec("ce"),), device="cpu",
+                                      latent_samples=10, seed=41), RunStore())
+    per_epoch = record["timing"]["train_seconds"] / 2
+    at = new_app()
+    at.switch_page("pages/train.py")
+    at.run()
+    at.multiselect[0].set_value(["ce"])
+    next(sb for sb in at.selectbox if sb.label == "model").set_value("mlp")
+    at.run()
+    assert any(c.value.startswith("epochs 100: about") and "stored runs" in c.value for c in at.caption)
+    # far too many epochs: a warning with the time as h:mm:ss, before anything is submitted
+    seeds = math.ceil(2 * 3600 / (100_000 * per_epoch))
+    next(ni for ni in at.number_input if ni.label == "epochs").set_value(100_000)
+    next(ti for ti in at.text_input if ti.label == "seeds").set_value(",".join(map(str, range(seeds)))).run()
+    shown = [w.value for w in at.warning if w.value.startswith("epochs 100,000: about")]
+    assert len(shown) == 1 and re.search(r"about \d+:\d\d:\d\d of training steps", shown[0]), \
+        [c.value for c in at.caption] + [w.value for w in at.warning]
+    assert not at.exception
+    # an objective never trained here: no estimate, said so
+    at.multiselect[0].set_value(["ce", "mat"]).run()
+    assert any("no estimate for mat" in c.value for c in [*at.caption, *at.warning])
 
 
 @pytest.mark.slow
@@ -136,6 +182,8 @@ def test_train_page_submits_a_job_and_shows_live_curves():
     next(ti for ti in at.text_input if ti.label == "seeds").set_value("7")
     next(b for b in at.get("button") if "Train" in b.label).click()
     at = run_until(at, lambda a: a.dataframe and (a.dataframe[0].value["epoch"] == 2).all())
+    assert [c.key for c in at.get("plotly_chart")] == ["train-acc", "train-loss"]
+    at.checkbox(key="train-diagnostics").check().run()
     assert [c.key for c in at.get("plotly_chart")] == ["train-acc", "train-loss", "train-diag-mean_norm_z"]
     assert at.dataframe[0].value["run"][0].startswith("CE")
 
@@ -153,8 +201,17 @@ def test_latent_page_shows_stored_runs_side_by_side():
     at.run()
     assert not at.exception
     assert len(at.multiselect[0].value) == 2
-    assert len(at.get("plotly_chart")) == 6  # simplex, 3-D and all-classes (PCA) view per run
+    # per run: the simplex and all-classes (PCA) views with each point's image on hover (Vega-Lite), the 3-D view
+    hover = at.get("vega_lite_chart")
+    assert len(hover) == 4 and len(at.get("plotly_chart")) == 2
+    assert all({"image", "label", "prediction"} <= tooltip_titles(chart) for chart in hover)
+    assert any("Hover a point: its image, label and prediction" in c.value for c in at.caption)
     assert [m.label for m in at.metric][:2] == ["r_AB (all classes)", "test accuracy"]
+    # at an earlier epoch the images and labels stay; the prediction is said to be the final model's
+    next(s for s in at.select_slider if s.label == "epoch").set_value(1)
+    at.run()
+    assert not at.exception and len(at.get("vega_lite_chart")) == 4
+    assert all("prediction (final model, epoch 2)" in tooltip_titles(chart) for chart in at.get("vega_lite_chart"))
     # the same class twice is refused with a message
     at.selectbox(key="latent-store-class-1").set_value(0)
     at.run()
@@ -178,7 +235,8 @@ def test_latent_page_offers_the_supervised_layers_of_a_pcl_run():
     assert space.options[0] == "latent z (logits)" and any(o.startswith("layer ") for o in space.options)
     space.set_value(space.options[-1])
     at.run()
-    assert not at.exception and len(at.get("plotly_chart")) == 3
+    # the layer's points are the same test samples: its simplex and all-classes views keep the image hover
+    assert not at.exception and len(at.get("plotly_chart")) == 1 and len(at.get("vega_lite_chart")) == 2
 
 
 @pytest.mark.slow
@@ -412,3 +470,29 @@ def test_a_failed_job_s_error_leaves_the_train_page_once_the_dataset_is_changed_
     next(sb for sb in at.selectbox if sb.label == "dataset").set_value("digits").run()
     assert not at.exception and not any("The job failed" in e.value for e in at.error)
     assert any("The last job" in c.value and "failed" in c.value for c in at.caption)
+
+
+def _live_panels_app():
+    import numpy as np
+
+    from ui.widgets import latent_panels
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    entries = [{"label": f"RUN{i}", "z": rng.normal(size=(60, 3)).astype("float32"), "y": y, "geometry": None,
+                "metrics": {"epoch": 1, "test_acc": 0.5, "r_ab": 1.0, "r_ab_ci": 0.1, "kurtosis": [3.0] * 3}}
+               for i in range(8)]
+    latent_panels(entries, [0, 1, 2], ["a", "b", "c"], key="live", live=True)
+
+
+def test_live_latent_panels_redraw_a_bounded_number_of_2d_views():
+    from streamlit.testing.v1 import AppTest
+
+    from ui.widgets import LIVE_PLOT_BUDGET
+
+    at = AppTest.from_function(_live_panels_app).run()
+    assert not at.exception
+    keys = [c.key for c in at.get("plotly_chart")]
+    # eight runs training: the simplex views of the first LIVE_PLOT_BUDGET, no 3-D (WebGL) or all-classes view
+    assert len(keys) == LIVE_PLOT_BUDGET and all(k.endswith("-2d") for k in keys)
+    assert f"the first {LIVE_PLOT_BUDGET} of 8 runs" in at.caption[0].value

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "tests" / "screenshots"))
+SERVER_STORE: dict[str, Path] = {}  # the store the test server writes: read back to time its jobs' ends
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
-    env = {**os.environ, "SIMPLEX_STORE": str(tmp_path_factory.mktemp("browser-store")), "PYTHONPATH": str(ROOT)}
+    SERVER_STORE["path"] = tmp_path_factory.mktemp("browser-store")
+    env = {**os.environ, "SIMPLEX_STORE": str(SERVER_STORE["path"]), "PYTHONPATH": str(ROOT)}
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--server.address", "127.0.0.1"],
@@ -67,13 +69,13 @@ def browser(tmp_path_factory):
     drv.quit()
 
 
-def wait_for(fn, timeout=120.0, what="condition"):
+def wait_for(fn, timeout=120.0, what="condition", poll=0.5):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = fn()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -128,7 +130,9 @@ def test_train_and_latent_pages_in_a_real_browser(server, browser):
             wait_for(lambda: any("Train" == b.text.strip("▶ ").strip() for b in browser.find_elements(By.TAG_NAME, "button")),
                      what="the train button")
         else:
-            wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 4, what="latent charts")
+            # per run: the simplex and all-classes views (Vega-Lite, images on hover) and the 3-D view (plotly)
+            wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, '.js-plotly-plot, [data-testid="stVegaLiteChart"]'))
+                     >= 6, what="latent charts")
             time.sleep(1.5)
         browser.save_screenshot(str(SHOTS / shot))
         assert_no_exception(browser)
@@ -223,6 +227,82 @@ def test_start_page_compares_on_fashion_mnist_in_a_real_browser(server, browser)
     assert_no_exception(browser)
 
 
+def _body(drv) -> str:
+    from selenium.webdriver.common.by import By
+
+    for _ in range(20):  # a rerun can replace the body's children while it is read
+        try:
+            return drv.find_element(By.TAG_NAME, "body").text
+        except Exception:  # noqa: BLE001 - StaleElementReference and the like: read again
+            time.sleep(0.2)
+    return ""
+
+
+def _type_into(drv, label: str, value, nth: int = 0) -> None:
+    """Type ``value`` into the ``nth`` number or text input labelled ``label`` and commit it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = wait_for(lambda: drv.find_elements(By.CSS_SELECTOR, f'input[aria-label="{label}"]'),
+                   what=f"the {label} input")[nth]
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(value), Keys.ENTER)
+    time.sleep(1)
+
+
+def _plot_titles(drv) -> list[str]:
+    return texts(drv, ".js-plotly-plot .gtitle")
+
+
+def _store_points(kind: str) -> list[dict]:
+    """The points of ``kind`` ("shift", "accuracy") the test server has stored, read from its store."""
+    from cache import RunStore
+
+    store = RunStore(SERVER_STORE["path"])
+    return [r for run in store.list_runs() for r in store.list_results(run["run_id"], kind)]
+
+
+def test_latent_page_eps_slider_on_two_runs_of_1000_points_in_a_real_browser(server, browser):
+    """Latents under attack of the two Fashion-MNIST runs (the newest: the comparison above), 1,000
+    points each: the time from the job's last stored point to its charts, and of one ε-slider step."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (make test installs it where apt is)")
+    browser.get(server + "/latent")
+    wait_for(lambda: "Compute latents under attack" in _body(browser), what="the latent page")
+    assert _body(browser).count("fashion-mnist") >= 2  # the picker starts at the newest job's two runs
+    _type_into(browser, "points", 1000)
+    started = time.time()
+    _click_button(browser, "Compute latents under attack")
+    grid = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]  # the page's default for PGD: its budget's grid above 0
+    wait_for(lambda: f"accuracy at ε = {grid[-1]:g}" in _body(browser) and
+             len([t for t in _plot_titles(browser) if f"ε = {grid[-1]:g}" in t]) == 2,
+             timeout=900, what="both runs' views at the grid's last ε", poll=0.05)
+    drawn = time.time()
+    points = [p for p in _store_points("shift") if p["created"] >= started and p["samples"] == 1000]
+    assert len(points) == 2 * (len(grid) + 1), len(points)  # ε 0 and the grid, for each run
+    to_charts = drawn - max(p["created"] for p in points)
+    print(f"\n[timing] latents under attack (2 runs × 1,000 points, PGD, {len(grid)} ε): job "
+          f"{max(p['created'] for p in points) - started:.1f} s; its last point stored → both charts drawn: {to_charts:.2f} s")
+
+    steps = []
+    for eps in reversed(grid[-4:-1]):  # 0.3 → 0.25 → 0.2 → 0.15, with the keyboard on the slider's thumb
+        thumb = [t for t in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSlider"] [role="slider"]')
+                 if t.get_attribute("aria-valuetext") in {f"{e:g}" for e in grid}][-1]
+        browser.execute_script("arguments[0].focus();", thumb)
+        before = time.perf_counter()
+        thumb.send_keys(Keys.ARROW_LEFT)
+        wait_for(lambda: f"accuracy at ε = {eps:g}" in _body(browser) and
+                 len([t for t in _plot_titles(browser) if t.endswith(f"ε = {eps:g}")]) == 2, timeout=60,
+                 what=f"both views at ε {eps:g}", poll=0.05)
+        steps.append(time.perf_counter() - before)
+    print(f"[timing] one ε-slider step, two runs of 1,000 points: {', '.join(f'{s:.2f}' for s in steps)} s "
+          f"(median {sorted(steps)[len(steps) // 2]:.2f} s)")
+    shot_at_heading(browser, "Under attack", "latent_under_attack_fashion_mnist.png")
+
+
 def test_studies_page_runs_a_reproduction_in_a_real_browser(server, browser):
     """GCCS Table 1 (λ) on digits, 2 seeds of 20 epochs: progress run by run, then the cells with the
     paper's numbers, the claims with their verdicts, and the figure."""
@@ -253,3 +333,177 @@ def test_studies_page_runs_a_reproduction_in_a_real_browser(server, browser):
     assert any(v in text for v in ("reproduced", "within noise")), text[-2000:]
     assert "mnist: +0.0038, cifar10: +0.0364" in text  # the paper's differences beside the claim
     shot_at_heading(browser, "Stored studies", "studies_page.png")
+
+
+LONG_TASKS_JS = """window.__longTasks = [];
+new PerformanceObserver(list => list.getEntries().forEach(e => window.__longTasks.push(e.duration)))
+    .observe({type: "longtask", buffered: true});"""
+
+
+def _multiselect_add(drv, label: str, typed: str) -> None:
+    """Pick the first option matching ``typed`` in the multiselect labelled ``label``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    widget = wait_for(lambda: [w for w in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stMultiSelect"]')
+                               if w.text.startswith(label)], what=f"the {label} picker")[0]
+    box = widget.find_element(By.TAG_NAME, "input")
+    box.send_keys(typed)
+    time.sleep(0.5)
+    box.send_keys(Keys.ENTER)
+    time.sleep(1)
+
+
+def _ping(drv) -> float:
+    """Seconds for the tab to answer a script: long when its main thread is busy (a frozen tab)."""
+    started = time.perf_counter()
+    drv.execute_script("return document.readyState")
+    return time.perf_counter() - started
+
+
+SIX = ("ce", "gccs", "mmc", "isce", "pcl", "center")
+
+
+def test_six_objectives_live_in_two_tabs_then_their_charts_and_robustness_in_a_real_browser(server, browser):
+    """A job of six objectives followed live in two tabs at once (Train: curves; Latent: one simplex
+    view per run): how long each tab takes to answer while both redraw, and the longest task on its
+    main thread; then the time from the job's end to the finished views, and the Robustness page's
+    charts of the six runs (the picker starts at the newest job's runs)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/train")
+    wait_for(lambda: any(b.text.strip("▶ ").strip() == "Train" for b in browser.find_elements(By.TAG_NAME, "button")),
+             what="the train button")
+    for name in SIX[2:]:
+        _multiselect_add(browser, "objectives", name)
+    picker = [w for w in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMultiSelect"]')
+              if w.text.startswith("objectives")][0]
+    assert all(f"{n} ·" in picker.text for n in SIX), picker.text
+    _type_into(browser, "epochs", 200)
+    started = time.time()
+    _click_button(browser, "Train")
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 2, what="the live curves")
+    train_tab = browser.current_window_handle
+    browser.execute_script(LONG_TASKS_JS)
+
+    browser.switch_to.new_window("tab")
+    latent_tab = browser.current_window_handle
+    browser.get(server + "/latent")
+    option = wait_for(lambda: [e for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label')
+                               if "CENTER" in e.text and "job:" in e.text], what="the running job as a source")[0]
+    option.click()
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 6, what="six live simplex views")
+    browser.execute_script(LONG_TASKS_JS)
+    assert "the 3-D and all-classes views" in _body(browser)
+
+    pings = {train_tab: [], latent_tab: []}
+    until = time.time() + 20
+    while time.time() < until:  # both tabs redraw every 2 s; each must keep answering
+        for tab in pings:
+            browser.switch_to.window(tab)
+            pings[tab].append(_ping(browser))
+        time.sleep(0.5)
+    browser.switch_to.window(latent_tab)
+    try:
+        wait_for(lambda: sum("3-D view" in t for t in _plot_titles(browser)) == 6, timeout=600,
+                 what="the finished job's 3-D views", poll=0.05)
+    except AssertionError as failure:
+        browser.save_screenshot(str(SHOTS / "six_objectives_failure.png"))
+        raise AssertionError(f"{failure}; the page read: {_body(browser)[:3000]}")
+    drawn = time.time()
+    from cache import RunStore
+
+    runs = [r for r in RunStore(SERVER_STORE["path"]).list_runs() if r["created"] >= started]
+    assert sorted(r["objective"] for r in runs) == sorted(SIX)
+    ended = max(r["created"] for r in runs)
+    longest = {}
+    for tab in pings:
+        browser.switch_to.window(tab)
+        longest[tab] = max(browser.execute_script("return window.__longTasks") or [0]) / 1000
+    print(f"\n[timing] six objectives × 200 epochs on digits: job {ended - started:.0f} s")
+    for tab, name in ((train_tab, "Train (curves)"), (latent_tab, "Latent (6 simplex views)")):
+        values = sorted(pings[tab])
+        print(f"[timing] while both tabs were live, the {name} tab answered in median {values[len(values) // 2]:.3f} s, "
+              f"at worst {values[-1]:.2f} s ({len(values)} pings over 20 s); its longest main-thread task "
+              f"{longest[tab]:.2f} s")
+    print(f"[timing] training job's end (its last run stored) → the Latent tab's finished views: {drawn - ended:.2f} s")
+    assert max(max(v) for v in pings.values()) < 10, pings  # no freeze: a frozen tab took minutes
+    time.sleep(2)
+    browser.save_screenshot(str(SHOTS / "latent_page_six_objectives.png"))
+    browser.close()
+    browser.switch_to.window(train_tab)
+
+    browser.get(server + "/robustness")
+    wait_for(lambda: "Run sweep" in _body(browser), what="the robustness page")
+    _type_into(browser, "test samples (0 = the whole test split)", 200, nth=1)  # the sweep's (the suite's first)
+    _click_button(browser, "Run sweep")  # PGD with its adaptive and margin PGD, on all six runs
+    try:
+        wait_for(lambda: all(f"{n.upper()} (" in " ".join(texts(browser, ".js-plotly-plot .legendtext")) for n in SIX)
+                 and "margin-pgd alone" in " ".join(texts(browser, ".js-plotly-plot .legendtext"))
+                 and "ETA" not in browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text,
+                 timeout=600, what="the six runs' charts")
+    except AssertionError as failure:
+        browser.save_screenshot(str(SHOTS / "robustness_six_failure.png"))
+        raise AssertionError(f"{failure}; the page read: {_body(browser)[:3000]}")
+    time.sleep(3)
+    legend = " ".join(texts(browser, ".js-plotly-plot .legendtext"))
+    assert "· worst case" in legend and "adaptive-pgd alone" in legend
+    target = [e for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")][0]
+    browser.execute_script("arguments[0].scrollIntoView();", target)
+    time.sleep(1)
+    browser.save_screenshot(str(SHOTS / "robustness_six_objectives.png"))
+    assert_no_exception(browser)
+
+
+def test_a_failed_job_is_one_line_that_can_be_dismissed_in_a_real_browser(server, browser):
+    """SVHN is not on this machine (nor downloaded): its job fails; the card says why in one line,
+    folds the rest and goes away on Dismiss."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server + "/train")
+    wait_for(lambda: any(b.text.strip("▶ ").strip() == "Train" for b in browser.find_elements(By.TAG_NAME, "button")),
+             what="the train button")
+    dataset = [w for w in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSelectbox"]')
+               if w.text.startswith("dataset")][0]
+    box = dataset.find_element(By.TAG_NAME, "input")
+    box.click()
+    box.send_keys("svhn")
+    time.sleep(0.5)
+    box.send_keys(Keys.ENTER)
+    wait_for(lambda: "SVHN is not on this machine" in _body(browser), what="the dataset notice")
+    _click_button(browser, "Train")
+    sidebar = lambda: browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]')  # noqa: E731
+    wait_for(lambda: "failed:" in sidebar().text, timeout=60, what="the failed card")
+    time.sleep(1.5)
+    browser.save_screenshot(str(SHOTS / "failed_job.png"))
+    card = sidebar().text
+    assert "failed: " in card and "Dismiss" in card and "details" in card
+    assert "Waiting for the first epoch" not in _body(browser)
+    _click_button(browser, "Dismiss")
+    wait_for(lambda: "failed:" not in sidebar().text, timeout=10, what="the card to go")
+
+
+def test_the_theme_follows_the_viewers_dark_preference_in_a_real_browser(server, browser):
+    from selenium.webdriver.common.by import By
+
+    def background() -> tuple[int, ...]:
+        colour = browser.execute_script(
+            "return getComputedStyle(document.querySelector('[data-testid=\"stApp\"]')).backgroundColor")
+        return tuple(int(c) for c in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3])
+
+    try:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                                {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        browser.get(server + "/robustness")
+        wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot")) >= 1, what="a chart")
+        time.sleep(3)
+        assert sum(background()) < 3 * 80, background()
+        browser.save_screenshot(str(SHOTS / "dark_theme.png"))
+        assert_no_exception(browser)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    browser.get(server + "/robustness")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="stApp"]'), what="the app")
+    time.sleep(2)
+    assert sum(background()) > 3 * 200, background()

@@ -179,7 +179,67 @@ def test_gallery_runs_as_a_job_with_progress_and_cancel(runs):
     with pytest.raises(InterruptedError, match="cancelled"):
         adversarial_examples(store, run_ids, "pgd", 0.1, {}, 2, cancel=cancel, on_event=on_event)
     assert seen == ["sweep-start", "sweep-progress", "point"]
-    assert manager.submit_examples(run_ids, "deepfool", 0.3)  # a minimal attack ignores ε
+    minimal = manager.submit_examples(run_ids, "deepfool", 0.3)  # a minimal attack ignores ε
     queued = manager.submit_examples(run_ids, "pgd", 0.1, {}, 2)
     manager.cancel(queued)
     assert manager.wait(queued, 120).status in (CANCELLED, DONE)
+    # no job left running into the next tests (it would draw from torch's shared random state)
+    assert manager.wait(minimal, 120).status == DONE
+
+
+def test_latent_samples_are_the_stored_latent_points_with_their_images_labels_and_final_predictions(runs):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from engine.latent_samples import latent_samples
+
+    store, run_ids = runs
+    x_test = load_dataset("digits").x_test
+    for run_id in run_ids:
+        record, latents = store.get_run(run_id), store.get_latents(run_id)
+        samples = latent_samples(store, run_id)
+        assert np.array_equal(samples["indices"], latents["indices"]) and len(samples["indices"]) == 50
+        assert np.array_equal(samples["labels"], latents["y"])
+        assert samples["epoch"] == 4 and samples["class_names"] == [str(d) for d in range(10)]
+        # the images are those of the drawn points: the final model maps them onto the stored final latents
+        model, objective, _ = load_run(store, run_id)
+        x = x_test[torch.from_numpy(samples["indices"])]
+        with torch.no_grad():
+            z = model(x)
+            expected = objective.test_predictions(model, x, z)
+        assert np.allclose(z.numpy(), np.asarray(latents["z"], np.float32), rtol=1e-3, atol=1e-2)  # stored as fp16
+        assert np.array_equal(samples["predictions"], expected.numpy())
+        assert ((samples["confidence"] > 0) & (samples["confidence"] <= 1)).all()
+        # on these 50 points the run is as accurate as on the whole test split, within binomial noise
+        accuracy, final = (samples["predictions"] == samples["labels"]).mean(), record["final"]["test_acc"]
+        assert abs(accuracy - final) <= 4 * np.sqrt(final * (1 - final) / 50) + 0.02
+        # each image: a 56 × 56 grayscale PNG of its 8 × 8 digit, every pixel a 7 × 7 block
+        for url, image in zip(samples["images"], x):
+            assert url.startswith("data:image/png;base64,")
+            png = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+            assert png.format == "PNG" and png.mode == "L" and png.size == (56, 56)
+            pixels = np.asarray(png)
+            assert np.array_equal(pixels[::7, ::7], np.round(image[0].numpy() * 255).astype(np.uint8))
+            assert np.array_equal(pixels, np.repeat(np.repeat(pixels[::7, ::7], 7, axis=0), 7, axis=1))
+    with pytest.raises(ConfigError, match="no stored run 'nope'"):
+        latent_samples(store, "nope")
+
+
+def test_hover_png_keeps_colour_and_enlarges_by_whole_factors():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from engine.latent_samples import png_data_url
+
+    def decoded(url):
+        return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+    colour = np.zeros((32, 32, 3), np.float32)
+    colour[..., 0] = 1.0  # pure red
+    png = decoded(png_data_url(colour))
+    assert png.mode == "RGB" and png.size == (32, 32) and png.getpixel((5, 5)) == (255, 0, 0)  # 56 // 32 = 1×
+    assert decoded(png_data_url(np.full((28, 28), 0.5, np.float32))).size == (56, 56)  # Fashion-MNIST at 2×

@@ -226,3 +226,90 @@ def test_one_animation_moves_every_run_together_with_titles_and_trajectories_fol
     assert titles[0].startswith("CE (aaaaaa) · ε = 0.1") and "0.600" in titles[0] and "40% left" in titles[0]
     assert "GCCS (bbbbbb) · ε = 0.1" in titles[1] and "pgd alone: an upper bound 0.800" in titles[1]
     assert sum(bool(t.showlegend is not False) for t in fig.data if t.xaxis == "x2") == 0  # one legend
+
+
+def _hover_samples(y, seed=0):
+    """What engine.latent_samples gives for points labelled ``y``: tiny real PNG data URLs, every
+    fifth point misclassified as the next class."""
+    from engine.latent_samples import png_data_url
+
+    rng = np.random.default_rng(seed)
+    predictions = np.where(np.arange(len(y)) % 5 == 0, (y + 1) % 10, y)
+    return {"images": [png_data_url(rng.random((8, 8))) for _ in y], "labels": y, "predictions": predictions,
+            "confidence": rng.uniform(0.2, 1.0, len(y)), "indices": 3 * np.arange(len(y)) + 1}
+
+
+def _layer_rows(spec, layer):
+    return spec["datasets"][layer["data"]["name"]]
+
+
+def test_hover_simplex_chart_shows_image_label_and_prediction_with_the_plotly_view_s_geometry():
+    from engine.latent import simplex_view
+    from ui.figures import CLASS_COLOURS, simplex_hover_chart
+
+    geometry = 70 * np.eye(10)
+    y = np.repeat(np.arange(10), 5)
+    z = geometry[y] + np.random.default_rng(0).normal(size=(50, 10))
+    samples = _hover_samples(y)
+    names = [f"name{c}" for c in range(10)]
+    spec = simplex_hover_chart(z, y, [0, 1, 9], geometry, samples, "t", names).to_dict()
+    rules, triangle, dots, crosses, texts = spec["layer"]
+    # the points: the three classes in simplex_view's order, each with its own image, label and prediction
+    rows = _layer_rows(spec, dots)
+    points, _, vertices = simplex_view(z, y, [0, 1, 9], geometry)
+    kept = np.flatnonzero(np.isin(y, [0, 1, 9]))
+    assert len(rows) == 15 and np.allclose([[r["x"], r["y"]] for r in rows], points)
+    assert [r["test index"] for r in rows] == list(samples["indices"][kept])
+    assert [r["image"] for r in rows] == [samples["images"][i] for i in kept]
+    assert [r["label"] for r in rows] == [names[c] for c in y[kept]]
+    assert [r["prediction"] for r in rows] == [names[c] for c in samples["predictions"][kept]]
+    assert [r["misclassified"] for r in rows] == ["yes" if i % 5 == 0 else "no" for i in kept]
+    tooltip = {t["field"]: t["title"] for t in dots["encoding"]["tooltip"]}
+    assert tooltip["image"] == "image"  # vega-tooltip shows the image of the field titled "image"
+    assert {"label", "prediction", "confidence", "misclassified", "test index"} <= set(tooltip)
+    colour = dots["encoding"]["color"]["scale"]
+    assert colour == {"domain": ["name0", "name1", "name9"], "range": CLASS_COLOURS[:3]}
+    # each class's name at its vertex, the closed triangle of centres
+    centres = _layer_rows(spec, texts)
+    assert texts["encoding"]["text"]["field"] == "label" and crosses["mark"]["shape"] == "cross"
+    assert [c["label"] for c in centres] == ["name0", "name1", "name9"]
+    assert np.allclose([[c["x"], c["y"]] for c in centres], vertices)
+    corners = [[r["x"], r["y"]] for r in sorted(_layer_rows(spec, triangle), key=lambda r: r["order"])]
+    assert len(corners) == 4 and np.allclose(corners[0], corners[3]) and np.allclose(corners[:3], vertices)
+    # the three nearest-centre boundaries, dashed: every end of a ray is equidistant from its two vertices
+    assert rules["mark"]["strokeDash"] and rules["mark"]["type"] == "rule"
+    rays = _layer_rows(spec, rules)
+    assert len(rays) == 3
+    for ray, (p, q) in zip(rays, ((0, 1), (1, 2), (2, 0))):
+        for end in ([ray["x"], ray["y"]], [ray["x2"], ray["y2"]]):
+            assert np.isclose(np.linalg.norm(end - vertices[p]), np.linalg.norm(end - vertices[q]))
+    # equal scales: a square plot whose two axes span the same length and frame every point and centre
+    x_domain = dots["encoding"]["x"]["scale"]["domain"]
+    y_domain = dots["encoding"]["y"]["scale"]["domain"]
+    assert spec["width"] == spec["height"] and np.isclose(np.ptp(x_domain), np.ptp(y_domain))
+    assert spec["autosize"]["type"] == "pad"  # the size is the plot's: Streamlit's "fit" would squeeze it unevenly
+    spread = np.vstack([points, vertices])
+    assert (spread[:, 0] > x_domain[0]).all() and (spread[:, 0] < x_domain[1]).all()
+    assert (spread[:, 1] > y_domain[0]).all() and (spread[:, 1] < y_domain[1]).all()
+    # over an earlier epoch's latents the prediction is said to be the final model's
+    later = simplex_hover_chart(z, y, [0, 1, 9], geometry, samples, "t", names, prediction_note="final model").to_dict()
+    titles = [t["title"] for t in later["layer"][2]["encoding"]["tooltip"]]
+    assert "prediction (final model)" in titles and "misclassified (final model)" in titles
+
+
+def test_hover_embedding_chart_shows_every_class_with_its_image_and_refuses_samples_of_other_points():
+    from ui.figures import CLASS_COLOURS, embedding_hover_chart
+
+    y = np.repeat(np.arange(10), 3)
+    samples = _hover_samples(y)
+    points = np.random.default_rng(1).normal(size=(30, 2))
+    spec = embedding_hover_chart(points, y, samples, "all classes · PCA").to_dict()
+    rows = spec["datasets"][spec["data"]["name"]]
+    assert len(rows) == 30 and [r["image"] for r in rows] == samples["images"]
+    assert np.allclose([[r["x"], r["y"]] for r in rows], points)
+    assert {t["field"]: t["title"] for t in spec["encoding"]["tooltip"]}["image"] == "image"
+    assert spec["encoding"]["color"]["scale"] == {"domain": [str(c) for c in range(10)], "range": CLASS_COLOURS}
+    with pytest.raises(ValueError, match="not those of these latent points"):
+        embedding_hover_chart(points, y, {**samples, "labels": y[::-1]}, "t")
+    with pytest.raises(ValueError, match="not those of these latent points"):
+        embedding_hover_chart(points[:29], y[:29], samples, "t")

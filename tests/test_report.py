@@ -192,3 +192,35 @@ def test_checkpoint_bytes_load_with_weights_only(runs):
     model, _, _ = load_run(store, records["gccs"]["run_id"])
     assert set(state) == {"model", "objective"}
     assert all(torch.equal(state["model"][k], v) for k, v in model.state_dict().items())
+
+
+def _record(run_id, objective, created, device="cpu", epochs=10, train_seconds=None, **settings):
+    return {"run_id": run_id, "created": created, "device": device, "dataset": "digits", "model": "cnn",
+            "settings": {"objective": objective, "params": {}, "epochs": epochs, "seed": 0, **settings},
+            "timing": {"epochs": epochs, "train_seconds": train_seconds}}
+
+
+def test_newest_comparison_is_the_newest_job_s_runs():
+    from engine.report import newest_comparison
+
+    listing = [_record("mmc1", "mmc", 9), _record("ce1", "ce", 9), _record("gccs1", "gccs", 9),
+               _record("ce-other-seed", "ce", 8, seed=1), _record("ce-gpu", "ce", 7, device="cuda:0"),
+               _record("old", "pcl", 1)]
+    assert newest_comparison(listing) == ["mmc1", "ce1", "gccs1", "old"]
+    assert newest_comparison(listing, limit=2) == ["mmc1", "ce1"] and newest_comparison([]) == []
+
+
+def test_training_estimate_is_the_median_step_time_per_epoch_of_matching_runs():
+    from engine.report import training_estimate
+
+    listing = [_record("a", "ce", 1, train_seconds=1.0), _record("b", "ce", 2, train_seconds=3.0),
+               _record("c", "ce", 3, train_seconds=2.0), _record("d", "gccs", 4, train_seconds=5.0),
+               _record("gpu", "ce", 5, device="cuda:0", train_seconds=0.01)]
+    estimate = training_estimate(listing, "digits", "cnn", "cpu", ["ce", "gccs"], epochs=100)
+    assert estimate["per_epoch"] == {"ce": 0.2, "gccs": 0.5} and estimate["runs"] == 4
+    assert estimate["seconds"] == pytest.approx(70.0) and estimate["missing"] == []
+    assert training_estimate(listing, "digits", "cnn", "cuda", ["ce"], 100)["per_epoch"] == {"ce": 0.001}
+    # an objective with no run of this dataset, model and device: no total, and it is named
+    missing = training_estimate(listing, "digits", "cnn", "cpu", ["ce", "mat"], 100)
+    assert missing["seconds"] is None and missing["missing"] == ["mat"]
+    assert training_estimate(listing, "fashion-mnist", "cnn", "auto", ["ce"], 5)["missing"] == ["ce"]

@@ -1,11 +1,14 @@
-"""Plotly figures of the workbench. Pure functions of published numbers: no Streamlit, no torch.
+"""Plotly figures of the workbench, and Altair ones where a hover must show an image. Pure functions of
+published numbers: no Streamlit, no torch.
 
 Every figure puts the runs of a comparison side by side on shared axes (or shared scales) so that
 objectives can be compared at a glance, and carries enough labelling to go into a paper as is.
 """
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -158,7 +161,9 @@ def embedding_figure(points: np.ndarray, y: np.ndarray, title: str, class_names:
     fig = go.Figure()
     for k, c in enumerate(np.unique(y)):
         mask = y == c
-        fig.add_trace(go.Scattergl(x=points[mask, 0], y=points[mask, 1], mode="markers", name=_class_name(int(c),
+        # SVG, not WebGL: a page of six runs would hold twelve WebGL contexts beside the 3-D views, and
+        # Chromium keeps only sixteen; a few thousand points draw as fast either way
+        fig.add_trace(go.Scatter(x=points[mask, 0], y=points[mask, 1], mode="markers", name=_class_name(int(c),
                                    class_names), marker=dict(size=4, color=CLASS_COLOURS[k % 10], opacity=0.7)))
     fig.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font_size=10),
                       xaxis_title="axis 1", yaxis_title="axis 2")
@@ -522,3 +527,104 @@ def study_figure(results: dict, metric: str, dataset: str, gain: bool = False) -
     if gain:
         fig.add_hline(y=0, line=dict(color="grey", width=1))
     return fig
+
+
+# --- hover views (Altair) ------------------------------------------------------------------------------
+# Plotly cannot put an image in a hover label. A Vega-Lite tooltip can: vega-tooltip (which
+# st.altair_chart's vega-embed uses) shows the image whose URL a tooltip field titled "image" holds,
+# and a PNG data URL (engine.latent_samples) needs no server.
+HOVER_VIEW_PX = 300  # the plot area of a hover view, square: equal domains then mean equal axis scales
+# width and height are the plot area's, title, axes and legend come on top; st.altair_chart's default
+# ("fit") would squeeze those into the width and height and stretch one axis against the other
+HOVER_AUTOSIZE = alt.AutoSizeParams(type="pad", contains="padding")
+
+
+def hover_table(y: np.ndarray, samples: dict, keep: np.ndarray, class_names: list[str] | None = None) -> pd.DataFrame:
+    """One tooltip row per kept point: its image (a PNG data URL), label, prediction, confidence,
+    whether it is misclassified, and its test index. ``y``: the labels of every point of the view's
+    latents, ``samples``: ``engine.latent_samples.latent_samples`` of the same points in the same order,
+    ``keep``: which of them the view draws (a boolean mask)."""
+    y = np.asarray(y)
+    if len(samples["images"]) != len(y) or not np.array_equal(np.asarray(samples["labels"]), y):
+        raise ValueError("the samples are not those of these latent points (other labels or another number)")
+    predictions = np.asarray(samples["predictions"])[keep]
+    return pd.DataFrame({
+        "image": [url for url, kept in zip(samples["images"], keep) if kept],
+        "label": [_class_name(int(c), class_names) for c in y[keep]],
+        "prediction": [_class_name(int(c), class_names) for c in predictions],
+        "confidence": np.round(np.asarray(samples["confidence"], dtype=np.float64)[keep], 3),
+        "misclassified": np.where(predictions != y[keep], "yes", "no"),
+        "test index": np.asarray(samples["indices"])[keep].astype(int),
+    })
+
+
+def _hover_tooltip(prediction_note: str | None) -> list[alt.Tooltip]:
+    """The tooltip of ``hover_table``'s columns. vega-tooltip shows the image of the field titled
+    "image"; ``prediction_note`` is said beside the prediction when it is not of the model whose
+    latents are drawn (e.g. "final model" over an earlier epoch's latents)."""
+    suffix = f" ({prediction_note})" if prediction_note else ""
+    return [alt.Tooltip("image:N", title="image"), alt.Tooltip("label:N", title="label"),
+            alt.Tooltip("prediction:N", title=f"prediction{suffix}"),
+            alt.Tooltip("confidence:Q", title=f"confidence{suffix}", format=".3f"),
+            alt.Tooltip("misclassified:N", title=f"misclassified{suffix}"),
+            alt.Tooltip("test index:Q", title="test index")]
+
+
+def _class_colours(names: list[str]) -> alt.Scale:
+    """The class palette of the Plotly views: the k-th class drawn gets CLASS_COLOURS[k]."""
+    return alt.Scale(domain=names, range=[CLASS_COLOURS[k % len(CLASS_COLOURS)] for k in range(len(names))])
+
+
+def simplex_hover_chart(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None, samples: dict,
+                        title: str, class_names: list[str] | None = None, prediction_note: str | None = None,
+                        size: int = HOVER_VIEW_PX) -> alt.LayerChart:
+    """``simplex_figure`` as a Vega-Lite chart whose tooltip shows each point's image, label and the
+    run's prediction (``hover_table``): the points of three classes in the plane through their centres,
+    the triangle of centres with each class's name at its vertex, and the nearest-centre boundaries
+    dashed. Both axes span the same length on a square plot, so the plane keeps its proportions."""
+    points, _, vertices = simplex_view(z, y, classes, geometry)
+    table = hover_table(y, samples, np.isin(y, classes), class_names)  # the rows simplex_view projects
+    table["x"], table["y"] = points[:, 0], points[:, 1]
+    spread = np.vstack([points, vertices])
+    reach = 2 * float(np.abs(spread - spread.mean(axis=0)).max()) + 1e-9
+    lo, hi = spread.min(axis=0), spread.max(axis=0)
+    half = 0.54 * float((hi - lo).max()) + 1e-9  # half the longer side and 8 % on each end, for both axes
+    middle = (lo + hi) / 2
+    x = alt.X("x:Q", title="plane axis 1", scale=alt.Scale(domain=[middle[0] - half, middle[0] + half], nice=False))
+    y_axis = alt.Y("y:Q", title="plane axis 2", scale=alt.Scale(domain=[middle[1] - half, middle[1] + half], nice=False))
+    names = [_class_name(c, class_names) for c in classes]
+    colour = alt.Color("label:N", title="class", scale=_class_colours(names), legend=alt.Legend(orient="bottom"))
+    centres = pd.DataFrame({"x": vertices[:, 0], "y": vertices[:, 1], "label": names})
+    triangle = pd.DataFrame({"x": vertices[[0, 1, 2, 0], 0], "y": vertices[[0, 1, 2, 0], 1], "order": range(4)})
+    rays = region_boundaries(vertices, reach)
+    boundaries = pd.DataFrame({"x": rays[:, 0, 0], "y": rays[:, 0, 1], "x2": rays[:, 1, 0], "y2": rays[:, 1, 1]})
+    layers = [  # the rays run past the frame: clipped to it, as Plotly clips them to its axes
+        alt.Chart(boundaries).mark_rule(color="#888", strokeWidth=1, strokeDash=[6, 4], clip=True)
+        .encode(x=x, y=y_axis, x2="x2:Q", y2="y2:Q"),
+        alt.Chart(triangle).mark_line(color="#888", strokeWidth=1, clip=True).encode(x=x, y=y_axis, order="order:O"),
+        alt.Chart(table).mark_circle(size=30, opacity=0.7)
+        .encode(x=x, y=y_axis, color=colour, tooltip=_hover_tooltip(prediction_note)),
+        alt.Chart(centres).mark_point(shape="cross", size=200, filled=True, stroke="#000", strokeWidth=1)
+        .encode(x=x, y=y_axis, color=colour),
+        alt.Chart(centres).mark_text(dy=-16, fontSize=13, fontWeight="bold")  # may stand above the frame
+        .encode(x=x, y=y_axis, color=colour, text="label:N"),
+    ]
+    return alt.layer(*layers).properties(title=title, width=size, height=size, autosize=HOVER_AUTOSIZE)
+
+
+def embedding_hover_chart(points: np.ndarray, y: np.ndarray, samples: dict, title: str,
+                          class_names: list[str] | None = None, prediction_note: str | None = None,
+                          size: int = HOVER_VIEW_PX) -> alt.Chart:
+    """``embedding_figure`` as a Vega-Lite chart whose tooltip shows each point's image, label and the
+    run's prediction (``hover_table``): every class's points in a 2-D embedding
+    (``engine.latent.embedding_2d``), one colour per class."""
+    y = np.asarray(y)
+    table = hover_table(y, samples, np.ones(len(y), dtype=bool), class_names)
+    table["x"], table["y"] = points[:, 0], points[:, 1]
+    names = [_class_name(int(c), class_names) for c in np.unique(y)]
+    colour = alt.Color("label:N", title="class", scale=_class_colours(names), legend=alt.Legend(orient="bottom"))
+    return (alt.Chart(table).mark_circle(size=20, opacity=0.7)
+            .encode(x=alt.X("x:Q", title="axis 1", scale=alt.Scale(zero=False)),
+                    y=alt.Y("y:Q", title="axis 2", scale=alt.Scale(zero=False)),
+                    color=colour, tooltip=_hover_tooltip(prediction_note))
+            .properties(title=title, width=size, height=size, autosize=HOVER_AUTOSIZE))

@@ -16,16 +16,22 @@ import numpy as np
 import streamlit as st
 
 from engine.config import DEFAULTS, SETTINGS
-from engine.data import dataset_status
+from engine.data import DatasetUnavailable, dataset_status
 from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
-from engine.objectives import Objective, Param
+from engine.objectives import ConfigError, Objective, Param
 from engine.latent import EMBEDDINGS, embedding_2d
+from engine.report import newest_comparison
+from engine.latent_samples import latent_samples
 from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, embedding_figure,
                         latent_3d_figure, loss_figure, simplex_figure)
+from ui.figures import embedding_hover_chart, simplex_hover_chart
 from ui.state import get_manager, get_store, store_errors
 
 REFRESH_S = 1.0  # the job panel: cheap text and progress bars
 CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render of every figure
+# At most this many figures a live region redraws on each tick; the rest wait for the job's end. A
+# tab of a dozen timed redraws (WebGL 3-D views among them) froze Chromium; six 2-D views do not.
+LIVE_PLOT_BUDGET = 6
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -256,8 +262,12 @@ def status_line(job: Job) -> None:
 
 def comparison_view(job_id: str, key: str) -> None:
     """Accuracy and loss curves of every run of a job, on shared axes, live while it trains."""
-    x_axis = st.radio("x-axis", list(X_AXES), format_func=X_AXES.get, horizontal=True, key=f"{key}-x")
-    log_y = st.checkbox("log-scale loss", value=True, key=f"{key}-log")
+    c1, c2, c3 = st.columns([2, 1, 2])
+    x_axis = c1.radio("x-axis", list(X_AXES), format_func=X_AXES.get, horizontal=True, key=f"{key}-x")
+    log_y = c2.checkbox("log-scale loss", value=True, key=f"{key}-log")
+    # drawn on request: each is one more figure for the browser to redraw on every tick
+    diagnostics = c3.checkbox("diagnostics over epochs (mean ‖z‖, distance to own centre, …)", value=False,
+                              key=f"{key}-diagnostics")
 
     def body(job: Job):
         status_line(job)
@@ -269,11 +279,9 @@ def comparison_view(job_id: str, key: str) -> None:
         st.plotly_chart(accuracy_figure(runs, x_axis), key=f"{key}-acc")
         st.plotly_chart(loss_figure(runs, x_axis, log_y), key=f"{key}-loss")
         st.dataframe(summary_rows(runs), hide_index=True)
-        names = diagnostic_names(runs)
-        if names:
-            with st.expander("diagnostics over epochs (mean ‖z‖, distance to own centre, …)"):
-                for name in names:
-                    st.plotly_chart(diagnostics_figure(runs, name, x_axis), key=f"{key}-diag-{name}")
+        if diagnostics:
+            for name in diagnostic_names(runs):
+                st.plotly_chart(diagnostics_figure(runs, name, x_axis), key=f"{key}-diag-{name}")
 
     live_fragment(job_id, body, key)
 
@@ -326,15 +334,20 @@ def listing_warning(listing) -> None:
 
 
 def stored_run_picker(store, key: str, default_count: int = 2) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """A multiselect of stored runs (newest first). Returns the chosen ids and every record by id; an
-    empty store or runs of several datasets get a message instead."""
+    """A multiselect of stored runs (newest first), starting at the newest job's runs
+    (``engine.report.newest_comparison``; a lone run: the newest ``default_count``). Returns the chosen
+    ids and every record by id; an empty store or runs of several datasets get a message instead."""
     records = store.list_runs()
     listing_warning(records)
     if not records:
         st.info("The store is empty. Train something on the Start or Train page, or with `python -m engine train`.")
         return [], {}
     by_id = {r["run_id"]: r for r in records}
-    chosen = st.multiselect("runs", list(by_id), default=list(by_id)[:default_count],
+    # the newest job's runs (six objectives trained together come up together), else the newest few
+    default = newest_comparison(records)
+    if len(default) < 2:
+        default = list(by_id)[:default_count]
+    chosen = st.multiselect("runs", list(by_id), default=default,
                             format_func=lambda r: stored_run_label(by_id[r]), key=f"{key}-runs")
     datasets = sorted({by_id[r]["dataset"] for r in chosen})
     if len(datasets) > 1:
@@ -363,13 +376,53 @@ def _embedding(z: np.ndarray, method: str) -> np.ndarray:
     return embedding_2d(z, method)
 
 
-def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names: list[str], key: str) -> None:
+@st.cache_data(max_entries=64, show_spinner="classifying the latent points' test images…")
+def _latent_samples(_store, run_id: str, checkpoint: str) -> dict[str, Any]:
+    # keyed by run and checkpoint digest (a retrained run keeps its id, not its checkpoint); an
+    # exception is not cached, so a dataset that turns up later is found on the next rerun
+    return latent_samples(_store, run_id)
+
+
+def hover_samples(store, run_id: str) -> dict[str, Any] | None:
+    """The images, labels and final predictions behind a stored run's latent points, for the hover
+    views (``engine.latent_samples.latent_samples``), computed once per run: changing the classes,
+    the epoch or ε redraws without recomputing them. None, with a caption saying why, when they cannot
+    be had (the run's dataset is not on this machine, or its latents do not name their test samples)."""
+    try:
+        return _latent_samples(store, run_id, store.checkpoint_digest(run_id))
+    except (ConfigError, DatasetUnavailable) as exc:
+        st.caption(f"{run_id[:6]}: the views show no images on hover ({exc}).")
+        return None
+
+
+def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names: list[str], key: str,
+                  live: bool = False) -> None:
     """Per run, side by side: the simplex view, the 3-D view, r_AB and per-class kurtosis.
 
-    ``entries``: dicts with label, z, y, geometry (or None) and metrics (an epoch's metrics)."""
+    ``entries``: dicts with label, z, y, geometry (or None) and metrics (an epoch's metrics); a stored
+    run's also samples (``hover_samples``, or None) and prediction_note (None at the final epoch): with
+    samples its simplex and all-classes views show each point's image, label and prediction on hover.
+    ``live``: redrawn on a timer while a job trains: the simplex view of at most ``LIVE_PLOT_BUDGET``
+    runs, the 3-D and all-classes views (WebGL, t-SNE) once the job has finished."""
     if not entries:
         st.caption("No latents yet.")
         return
+    if live:
+        shown = entries[:LIVE_PLOT_BUDGET]
+        st.caption("While the job trains: the simplex view" + (f" of the first {len(shown)} of {len(entries)} runs"
+                   if len(shown) < len(entries) else "") + f", every {CHART_REFRESH_S:g} s; the 3-D and "
+                   "all-classes views (and every run) appear when it has finished.")
+        for col, entry in zip(st.columns(len(shown)), shown):
+            with col:
+                m = entry["metrics"]
+                st.markdown(f"**{entry['label']}** · epoch {m['epoch']} · acc {m['test_acc']:.3f} · r_AB {m['r_ab']:.2f}")
+                st.plotly_chart(simplex_figure(entry["z"], entry["y"], classes, entry["geometry"], "simplex view",
+                                               class_names), key=f"{key}-{entry['label']}-2d")
+        return
+    if any(entry.get("samples") is not None for entry in entries):
+        earlier = any(entry.get("prediction_note") for entry in entries)
+        st.caption("Hover a point: its image, label and prediction" + (
+            " (at an epoch before the last, the final model's prediction)." if earlier else "."))
     cols = st.columns(len(entries))
     for col, entry in zip(cols, entries):
         with col:
@@ -382,8 +435,13 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
                                           "features, drawn around that layer's pull prototypes.")
                 if space in views:
                     z, geometry = np.asarray(views[space]["z"], np.float32), views[space]["geometry"]
-            st.plotly_chart(simplex_figure(z, entry["y"], classes, geometry, "simplex view", class_names),
-                            key=f"{key}-{entry['label']}-2d")
+            samples, note = entry.get("samples"), entry.get("prediction_note")
+            if samples is not None:  # the same test points in every space, so the hover holds for each
+                st.altair_chart(simplex_hover_chart(z, entry["y"], classes, geometry, samples, "simplex view",
+                                                    class_names, note), key=f"{key}-{entry['label']}-2d", width="content")
+            else:
+                st.plotly_chart(simplex_figure(z, entry["y"], classes, geometry, "simplex view", class_names),
+                                key=f"{key}-{entry['label']}-2d")
             st.plotly_chart(latent_3d_figure(z, entry["y"], classes, geometry, "3-D view", class_names),
                             key=f"{key}-{entry['label']}-3d")
             method = st.radio("all classes", EMBEDDINGS, horizontal=True, key=f"{key}-{entry['label']}-embedding",
@@ -391,8 +449,13 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
                               "(distances kept); t-SNE: neighbourhoods kept, distances not (a few seconds per "
                               "snapshot, computed when asked)")
             points = _embedding(np.ascontiguousarray(z), method)
-            st.plotly_chart(embedding_figure(points, np.asarray(entry["y"]), f"all classes · {method.upper()}",
-                                             class_names), key=f"{key}-{entry['label']}-embedding-plot")
+            if samples is not None:
+                st.altair_chart(embedding_hover_chart(points, np.asarray(entry["y"]), samples,
+                                                      f"all classes · {method.upper()}", class_names, note),
+                                key=f"{key}-{entry['label']}-embedding-plot", width="content")
+            else:
+                st.plotly_chart(embedding_figure(points, np.asarray(entry["y"]), f"all classes · {method.upper()}",
+                                                 class_names), key=f"{key}-{entry['label']}-embedding-plot")
             m = entry["metrics"]
             kurt = m["kurtosis"]
             c1, c2 = st.columns(2)
