@@ -121,7 +121,13 @@ else:
         if 0.0 not in common or len(common) < 2:
             st.info("Nothing cached yet for this attack, these parameters and this many points: press Compute.")
         else:
-            eps = st.select_slider("ε", common[1:], value=common[-1], key="shift-eps-slider")
+            # the slider follows the newest ε as a job adds them, unless the viewer has moved it away
+            state = st.session_state
+            if state.get("shift-eps-slider") in (None, state.get("shift-eps-newest")) or \
+                    state.get("shift-eps-slider") not in common[1:]:
+                state["shift-eps-slider"] = common[-1]
+            state["shift-eps-newest"] = common[-1]
+            eps = st.select_slider("ε", common[1:], key="shift-eps-slider")
             if animate:  # one figure, one play button and slider for every run; its titles follow the frame
                 runs = [(run_label(by_id[r]["objective"], r),
                          [shift_view(cached_shift(store, r, attack, params, 0.0, samples),

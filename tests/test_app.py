@@ -382,11 +382,10 @@ def test_latent_page_draws_stored_runs_under_attack():
     labels = {n.label for n in at.number_input}
     assert "steps" in labels and "restarts" not in labels
     button(at, "Compute latents under attack").click()
-    # both ε computed: the slider offers them (it keeps the ε it showed first, so move it to 0.2)
+    # both ε computed: the slider offers them and has followed the newest one
     at = run_until(at, lambda a: any(s.label == "ε" and len(s.options) == 2 for s in a.select_slider)
                    and len([m for m in a.metric if m.label.startswith("accuracy at")]) == 2, timeout=180)
-    next(s for s in at.select_slider if s.label == "ε").set_value(0.2)
-    at.run()
+    assert next(s for s in at.select_slider if s.label == "ε").value == 0.2
     alone = [m.label for m in at.metric if m.label.startswith("accuracy at")]
     assert alone == ["accuracy at ε = 0.2 (pgd alone: an upper bound)"] * 2
     (worst,) = [m for m in at.metric if m.label.startswith("worst case")]
@@ -401,6 +400,8 @@ def test_latent_page_draws_stored_runs_under_attack():
     alone = [m.label for m in at.metric if m.label.startswith("accuracy at")]
     assert alone == ["accuracy at ε = 0.1 (pgd alone: an upper bound)"] * 2
     assert sum(c.value.startswith("Worst case at ε = 0.1: not evaluated") for c in at.caption) == 2
+    at.run()  # moved away from the newest ε, it stays where the viewer put it
+    assert next(s for s in at.select_slider if s.label == "ε").value == 0.1
     keys = [c.key for c in at.get("plotly_chart")]
     assert sum(k.startswith("shift-hist-") for k in keys) == 2 and sum(k.startswith("shift-") for k in keys) == 4
     next(c for c in at.checkbox if c.label.startswith("animation")).check()
@@ -472,7 +473,8 @@ def test_a_failed_job_s_error_leaves_the_train_page_once_the_dataset_is_changed_
     assert any("The last job" in c.value and "failed" in c.value for c in at.caption)
 
 
-def _live_panels_app():
+def _panels_app(runs: int, live: bool):
+    """``runs`` made-up runs' latent panels (AppTest runs this function's source as the app)."""
     import numpy as np
 
     from ui.widgets import latent_panels
@@ -481,8 +483,8 @@ def _live_panels_app():
     y = np.repeat(np.arange(3), 20)
     entries = [{"label": f"RUN{i}", "z": rng.normal(size=(60, 3)).astype("float32"), "y": y, "geometry": None,
                 "metrics": {"epoch": 1, "test_acc": 0.5, "r_ab": 1.0, "r_ab_ci": 0.1, "kurtosis": [3.0] * 3}}
-               for i in range(8)]
-    latent_panels(entries, [0, 1, 2], ["a", "b", "c"], key="live", live=True)
+               for i in range(runs)]
+    latent_panels(entries, [0, 1, 2], ["a", "b", "c"], key="panels", live=live)
 
 
 def test_live_latent_panels_redraw_a_bounded_number_of_2d_views():
@@ -490,9 +492,22 @@ def test_live_latent_panels_redraw_a_bounded_number_of_2d_views():
 
     from ui.widgets import LIVE_PLOT_BUDGET
 
-    at = AppTest.from_function(_live_panels_app).run()
+    at = AppTest.from_function(_panels_app, args=(8, True)).run()
     assert not at.exception
     keys = [c.key for c in at.get("plotly_chart")]
     # eight runs training: the simplex views of the first LIVE_PLOT_BUDGET, no 3-D (WebGL) or all-classes view
     assert len(keys) == LIVE_PLOT_BUDGET and all(k.endswith("-2d") for k in keys)
     assert f"the first {LIVE_PLOT_BUDGET} of 8 runs" in at.caption[0].value
+
+
+def test_3d_views_are_on_request_beyond_two_runs():
+    from streamlit.testing.v1 import AppTest
+
+    from ui.widgets import THREE_D_RUNS
+
+    at = AppTest.from_function(_panels_app, args=(3, False)).run()
+    assert not at.exception and THREE_D_RUNS == 2
+    assert not at.checkbox(key="panels-3d-views").value
+    assert not any(k.endswith("-3d") for k in (c.key for c in at.get("plotly_chart")))
+    at.checkbox(key="panels-3d-views").check().run()
+    assert sum(c.key.endswith("-3d") for c in at.get("plotly_chart")) == 3

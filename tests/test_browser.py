@@ -70,9 +70,14 @@ def browser(tmp_path_factory):
 
 
 def wait_for(fn, timeout=120.0, what="condition", poll=0.5):
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.time() + timeout
     while time.time() < deadline:
-        value = fn()
+        try:
+            value = fn()
+        except StaleElementReferenceException:  # a rerun replaced an element while it was read: read again
+            value = None
         if value:
             return value
         time.sleep(poll)
@@ -136,6 +141,52 @@ def test_train_and_latent_pages_in_a_real_browser(server, browser):
             time.sleep(1.5)
         browser.save_screenshot(str(SHOTS / shot))
         assert_no_exception(browser)
+    _hover_shows_the_image(browser)
+
+
+# Remembers where the pointer was when vega-tooltip last showed an image: the scan below moves a real
+# (trusted) pointer through Chrome's DevTools protocol without asking the page at every spot.
+HOVER_WATCH_JS = """window.__hoverHit = null;
+document.addEventListener("pointermove", e => { window.__pointer = [e.clientX, e.clientY]; }, true);
+new MutationObserver(() => {
+  const tip = document.getElementById("vg-tooltip-element");
+  if (!window.__hoverHit && tip && tip.classList.contains("visible") && tip.innerHTML.includes("<img"))
+    window.__hoverHit = window.__pointer;
+}).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});"""
+
+
+def _hover_shows_the_image(drv) -> None:
+    """On the Latent page (stored runs): the second run's all-classes view switched to t-SNE, then the
+    mouse over the first simplex view until a point's tooltip shows its image; a screenshot of it."""
+    from selenium.webdriver.common.by import By
+
+    tsne = [e for e in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label') if e.text == "T-SNE"]
+    assert len(tsne) == 2, [e.text for e in drv.find_elements(By.CSS_SELECTOR, '[data-testid="stRadio"] label')]
+    tsne[1].click()
+    wait_for(lambda: "all classes · T-SNE" in drv.execute_script("return document.body.innerText")
+             or len(drv.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"]')) >= 4, what="the t-SNE view")
+    time.sleep(3)
+    chart = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"]')[0]  # the first run's simplex view
+    drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", chart)
+    time.sleep(1)
+    surface = chart.find_element(By.CSS_SELECTOR, "canvas, svg.marks")
+    drv.execute_script(HOVER_WATCH_JS)
+    box = drv.execute_script("return arguments[0].getBoundingClientRect().toJSON()", surface)
+    spot = None
+    for y in range(int(box["top"]) + 8, int(box["bottom"]) - 8, 4):  # row by row until a point answers
+        for x in range(int(box["left"]) + 8, int(box["right"]) - 8, 4):
+            drv.execute_cdp_cmd("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+        spot = drv.execute_script("return window.__hoverHit")
+        if spot:
+            break
+    assert spot, "no point of the simplex view showed a tooltip with an image"
+    drv.execute_cdp_cmd("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": spot[0], "y": spot[1]})
+    tooltip = wait_for(lambda: drv.execute_script(
+        "const t = document.getElementById('vg-tooltip-element');"
+        "return t && t.classList.contains('visible') ? t.innerHTML : null;"), timeout=10, what="the tooltip", poll=0.1)
+    assert tooltip and "<img" in tooltip and "data:image/png;base64," in tooltip, "no tooltip with an image"
+    assert "label" in tooltip and "prediction" in tooltip and "test index" in tooltip
+    drv.save_screenshot(str(SHOTS / "latent_page_hover.png"))
 
 
 def shot_at_heading(drv, heading: str, name: str) -> None:
@@ -228,14 +279,9 @@ def test_start_page_compares_on_fashion_mnist_in_a_real_browser(server, browser)
 
 
 def _body(drv) -> str:
-    from selenium.webdriver.common.by import By
-
-    for _ in range(20):  # a rerun can replace the body's children while it is read
-        try:
-            return drv.find_element(By.TAG_NAME, "body").text
-        except Exception:  # noqa: BLE001 - StaleElementReference and the like: read again
-            time.sleep(0.2)
-    return ""
+    """The page's text, read by the page itself: WebDriver's own text of a page of several thousand
+    SVG points takes seconds, too long to time anything by."""
+    return drv.execute_script("return document.body.innerText")
 
 
 def _type_into(drv, label: str, value, nth: int = 0) -> None:
@@ -251,7 +297,7 @@ def _type_into(drv, label: str, value, nth: int = 0) -> None:
 
 
 def _plot_titles(drv) -> list[str]:
-    return texts(drv, ".js-plotly-plot .gtitle")
+    return drv.execute_script("return [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(e => e.textContent)")
 
 
 def _store_points(kind: str) -> list[dict]:
@@ -277,9 +323,13 @@ def test_latent_page_eps_slider_on_two_runs_of_1000_points_in_a_real_browser(ser
     started = time.time()
     _click_button(browser, "Compute latents under attack")
     grid = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]  # the page's default for PGD: its budget's grid above 0
-    wait_for(lambda: f"accuracy at ε = {grid[-1]:g}" in _body(browser) and
-             len([t for t in _plot_titles(browser) if f"ε = {grid[-1]:g}" in t]) == 2,
-             timeout=900, what="both runs' views at the grid's last ε", poll=0.05)
+    try:
+        wait_for(lambda: f"accuracy at ε = {grid[-1]:g}" in _body(browser) and
+                 len([t for t in _plot_titles(browser) if f"ε = {grid[-1]:g}" in t]) == 2,
+                 timeout=300, what="both runs' views at the grid's last ε", poll=0.05)
+    except AssertionError as failure:
+        browser.save_screenshot(str(SHOTS / "latent_eps_failure.png"))
+        raise AssertionError(f"{failure}; the page read: {_body(browser)[:3000]}")
     drawn = time.time()
     points = [p for p in _store_points("shift") if p["created"] >= started and p["samples"] == 1000]
     assert len(points) == 2 * (len(grid) + 1), len(points)  # ε 0 and the grid, for each run
@@ -289,8 +339,9 @@ def test_latent_page_eps_slider_on_two_runs_of_1000_points_in_a_real_browser(ser
 
     steps = []
     for eps in reversed(grid[-4:-1]):  # 0.3 → 0.25 → 0.2 → 0.15, with the keyboard on the slider's thumb
-        thumb = [t for t in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSlider"] [role="slider"]')
-                 if t.get_attribute("aria-valuetext") in {f"{e:g}" for e in grid}][-1]
+        slider = [w for w in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stSlider"]')
+                  if w.text.splitlines()[:1] == ["ε"]][-1]
+        thumb = slider.find_element(By.CSS_SELECTOR, 'input[type="range"]')  # react-aria's keyboard handle
         browser.execute_script("arguments[0].focus();", thumb)
         before = time.perf_counter()
         thumb.send_keys(Keys.ARROW_LEFT)
@@ -405,8 +456,8 @@ def test_six_objectives_live_in_two_tabs_then_their_charts_and_robustness_in_a_r
         time.sleep(0.5)
     browser.switch_to.window(latent_tab)
     try:
-        wait_for(lambda: sum("3-D view" in t for t in _plot_titles(browser)) == 6, timeout=600,
-                 what="the finished job's 3-D views", poll=0.05)
+        wait_for(lambda: sum(t.startswith("all classes") for t in _plot_titles(browser)) == 6, timeout=600,
+                 what="the finished job's all-classes views", poll=0.05)
     except AssertionError as failure:
         browser.save_screenshot(str(SHOTS / "six_objectives_failure.png"))
         raise AssertionError(f"{failure}; the page read: {_body(browser)[:3000]}")

@@ -32,6 +32,7 @@ CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render 
 # At most this many figures a live region redraws on each tick; the rest wait for the job's end. A
 # tab of a dozen timed redraws (WebGL 3-D views among them) froze Chromium; six 2-D views do not.
 LIVE_PLOT_BUDGET = 6
+THREE_D_RUNS = 2  # 3-D views drawn by default for up to this many runs side by side
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -423,6 +424,10 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
         earlier = any(entry.get("prediction_note") for entry in entries)
         st.caption("Hover a point: its image, label and prediction" + (
             " (at an epoch before the last, the final model's prediction)." if earlier else "."))
+    # each 3-D view is a WebGL scene: six of them took a headless Chromium 5 s to draw, before the rest
+    show_3d = st.checkbox("3-D views", value=len(entries) <= THREE_D_RUNS, key=f"{key}-3d-views",
+                          help=f"The three latent coordinates of each run; on by default for up to {THREE_D_RUNS} "
+                               "runs (each is a WebGL scene, slow to draw in numbers).")
     cols = st.columns(len(entries))
     for col, entry in zip(cols, entries):
         with col:
@@ -442,8 +447,9 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
             else:
                 st.plotly_chart(simplex_figure(z, entry["y"], classes, geometry, "simplex view", class_names),
                                 key=f"{key}-{entry['label']}-2d")
-            st.plotly_chart(latent_3d_figure(z, entry["y"], classes, geometry, "3-D view", class_names),
-                            key=f"{key}-{entry['label']}-3d")
+            if show_3d:
+                st.plotly_chart(latent_3d_figure(z, entry["y"], classes, geometry, "3-D view", class_names),
+                                key=f"{key}-{entry['label']}-3d")
             method = st.radio("all classes", EMBEDDINGS, horizontal=True, key=f"{key}-{entry['label']}-embedding",
                               format_func=str.upper, help="PCA: the latent's two directions of largest variance "
                               "(distances kept); t-SNE: neighbourhoods kept, distances not (a few seconds per "
