@@ -1,5 +1,7 @@
 """Latent space page: per run, side by side, the simplex view and the 3-D view of three classes; for
 stored runs also the same points under attack at any ε of a grid (visuals.md, "Perturbation")."""
+import time
+
 import numpy as np
 import streamlit as st
 
@@ -21,8 +23,11 @@ st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig.
 store, manager = open_store()
 jobs = [j for j in manager.list() if j.kind == "train" and j.runs and not j.released]
 sources = ["stored runs"] + [j.id for j in jobs]
-titles = {j.id: f"job: {j.title} ({j.status})" for j in jobs}
-source = st.radio("show", sources, format_func=lambda s: titles.get(s, "stored runs (any epoch)"), horizontal=True)
+# Labels that do not change while a job runs, and a key: a label that said "(running)" and then "(done)"
+# made a new widget when the job ended, and the page jumped back to the stored runs.
+titles = {j.id: f"job: {j.title} · {time.strftime('%H:%M:%S', time.localtime(j.created))}" for j in jobs}
+source = st.radio("show", sources, format_func=lambda s: titles.get(s, "stored runs (any epoch)"), horizontal=True,
+                  key="latent-source")
 
 if source != "stored runs":
     job = manager.get(source)

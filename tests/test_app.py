@@ -511,3 +511,24 @@ def test_3d_views_are_on_request_beyond_two_runs():
     assert not any(k.endswith("-3d") for k in (c.key for c in at.get("plotly_chart")))
     at.checkbox(key="panels-3d-views").check().run()
     assert sum(c.key.endswith("-3d") for c in at.get("plotly_chart")) == 3
+
+
+def test_the_latent_page_stays_on_a_job_when_it_ends():
+    from engine.config import TrainConfig
+    from ui.state import get_manager
+
+    manager = get_manager()  # the app's own (st.cache_resource is process-wide)
+    job_id = manager.submit_training(TrainConfig(epochs=60, model="mlp", latent_samples=50, device="cpu", seed=43))
+    deadline = time.time() + 60
+    while not manager.get(job_id).runs and time.time() < deadline:  # offered once it has started
+        time.sleep(0.05)
+    at = new_app()
+    at.switch_page("pages/latent.py")
+    at.run()
+    at.radio(key="latent-source").set_value(job_id).run()
+    assert manager.get(job_id).status == "running" and any("While the job trains" in c.value for c in at.caption)
+    assert manager.wait(job_id, timeout=120).status == "done"
+    at.run()
+    # its label did not change with its status, so the page is still on the job, now with the finished views
+    assert at.radio(key="latent-source").value == job_id and not at.exception
+    assert not any("While the job trains" in c.value for c in at.caption)
