@@ -23,8 +23,8 @@ st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig.
 store, manager = open_store()
 jobs = [j for j in manager.list() if j.kind == "train" and j.runs and not j.released]
 sources = ["stored runs"] + [j.id for j in jobs]
-# Labels that do not change while a job runs, and a key: a label that said "(running)" and then "(done)"
-# made a new widget when the job ended, and the page jumped back to the stored runs.
+# Labels that stay the same while a job runs, and a key: an option whose label changes (a status in it)
+# makes a new widget, and the page would jump back to the stored runs when the job ends.
 titles = {j.id: f"job: {j.title} · {time.strftime('%H:%M:%S', time.localtime(j.created))}" for j in jobs}
 source = st.radio("show", sources, format_func=lambda s: titles.get(s, "stored runs (any epoch)"), horizontal=True,
                   key="latent-source")

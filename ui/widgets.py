@@ -18,19 +18,18 @@ import streamlit as st
 from engine.config import DEFAULTS, SETTINGS
 from engine.data import DatasetUnavailable, dataset_status
 from engine.jobs import CANCELLED, DONE, FAILED, FINISHED, QUEUED, RUNNING, Job
-from engine.objectives import ConfigError, Objective, Param
 from engine.latent import EMBEDDINGS, embedding_2d
-from engine.report import newest_comparison
 from engine.latent_samples import latent_samples
+from engine.objectives import ConfigError, Objective, Param
+from engine.report import newest_comparison
 from ui.figures import (X_AXES, accuracy_figure, diagnostic_names, diagnostics_figure, embedding_figure,
-                        latent_3d_figure, loss_figure, simplex_figure)
-from ui.figures import embedding_hover_chart, simplex_hover_chart
+                        embedding_hover_chart, latent_3d_figure, loss_figure, simplex_figure, simplex_hover_chart)
 from ui.state import get_manager, get_store, store_errors
 
 REFRESH_S = 1.0  # the job panel: cheap text and progress bars
 CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render of every figure
-# At most this many figures a live region redraws on each tick; the rest wait for the job's end. A
-# tab of a dozen timed redraws (WebGL 3-D views among them) froze Chromium; six 2-D views do not.
+# At most this many figures a live region redraws on each tick; the rest wait for the job's end:
+# every tick costs the browser a redraw of each, and WebGL views (3-D) cost the most.
 LIVE_PLOT_BUDGET = 6
 THREE_D_RUNS = 2  # 3-D views drawn by default for up to this many runs side by side
 
@@ -424,7 +423,7 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
         earlier = any(entry.get("prediction_note") for entry in entries)
         st.caption("Hover a point: its image, label and prediction" + (
             " (at an epoch before the last, the final model's prediction)." if earlier else "."))
-    # each 3-D view is a WebGL scene: six of them took a headless Chromium 5 s to draw, before the rest
+    # each 3-D view is a WebGL scene, and the page's other figures wait while they draw
     show_3d = st.checkbox("3-D views", value=len(entries) <= THREE_D_RUNS, key=f"{key}-3d-views",
                           help=f"The three latent coordinates of each run; on by default for up to {THREE_D_RUNS} "
                                "runs (each is a WebGL scene, slow to draw in numbers).")
