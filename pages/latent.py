@@ -13,7 +13,7 @@ from engine.report import NOT_EVALUATED, worst_case_at, worst_case_of, worst_cas
 from ui.figures import distance_histogram, shift_animation_runs, shift_figure
 from ui.state import open_store, store_errors
 from ui.widgets import (CHART_REFRESH_S, attack_param_inputs, class_picker, hover_samples, job_latent_entries,
-                        latent_panels, live_fragment, run_label, stored_run_label, stored_run_picker)
+                        latent_panels, live_fragment, panel_columns, run_label, stored_run_label, stored_run_picker)
 
 st.title("Latent space")
 st.caption("Test points of three chosen classes (default 0, 1, 9 as in GCCS Fig. 3). Simplex view: projected onto "
@@ -142,7 +142,7 @@ else:
                 st.plotly_chart(shift_animation_runs(runs, classes, first["class_names"], arrows, trajectories,
                                                      alone=alone), key="shift-anim")
                 st.caption("The panels' titles follow the animation's frame; the numbers below are at the slider's ε.")
-            cols = st.columns(len(chosen))
+            cols = panel_columns(len(chosen))
             for col, r in zip(cols, chosen):
                 record = by_id[r]
                 clean = cached_shift(store, r, attack, params, 0.0, samples)

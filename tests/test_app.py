@@ -492,12 +492,14 @@ def test_live_latent_panels_redraw_a_bounded_number_of_2d_views():
 
     from ui.widgets import LIVE_PLOT_BUDGET
 
-    at = AppTest.from_function(_panels_app, args=(8, True)).run()
+    at = AppTest.from_function(_panels_app, args=(8, True), default_timeout=60).run()
     assert not at.exception
     keys = [c.key for c in at.get("plotly_chart")]
     # eight runs training: the simplex views of the first LIVE_PLOT_BUDGET, no 3-D (WebGL) or all-classes view
     assert len(keys) == LIVE_PLOT_BUDGET and all(k.endswith("-2d") for k in keys)
     assert f"the first {LIVE_PLOT_BUDGET} of 8 runs" in at.caption[0].value
+    # three to a row: six side by side would squeeze each legend over its plot
+    assert [round(c.proto.weight, 3) for c in at.columns] == [0.333] * LIVE_PLOT_BUDGET
 
 
 def test_3d_views_are_on_request_beyond_two_runs():
@@ -505,7 +507,7 @@ def test_3d_views_are_on_request_beyond_two_runs():
 
     from ui.widgets import THREE_D_RUNS
 
-    at = AppTest.from_function(_panels_app, args=(3, False)).run()
+    at = AppTest.from_function(_panels_app, args=(3, False), default_timeout=60).run()
     assert not at.exception and THREE_D_RUNS == 2
     assert not at.checkbox(key="panels-3d-views").value
     assert not any(k.endswith("-3d") for k in (c.key for c in at.get("plotly_chart")))

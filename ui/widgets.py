@@ -32,6 +32,7 @@ CHART_REFRESH_S = 2.0  # live charts: each redraw costs the browser a re-render 
 # every tick costs the browser a redraw of each, and WebGL views (3-D) cost the most.
 LIVE_PLOT_BUDGET = 6
 THREE_D_RUNS = 2  # 3-D views drawn by default for up to this many runs side by side
+PANELS_PER_ROW = 3  # runs' panels side by side; more go in rows below
 
 
 def fmt_seconds(seconds: float | None) -> str:
@@ -395,6 +396,15 @@ def hover_samples(store, run_id: str) -> dict[str, Any] | None:
         return None
 
 
+def panel_columns(count: int, per_row: int = PANELS_PER_ROW) -> list:
+    """``count`` columns of equal width, at most ``per_row`` side by side, further ones in rows below:
+    six runs in six columns squeeze each figure's legend over its plot."""
+    columns = []
+    for start in range(0, count, per_row):
+        columns += st.columns(per_row)[:min(per_row, count - start)]
+    return columns
+
+
 def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names: list[str], key: str,
                   live: bool = False) -> None:
     """Per run, side by side: the simplex view, the 3-D view, r_AB and per-class kurtosis.
@@ -412,7 +422,7 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
         st.caption("While the job trains: the simplex view" + (f" of the first {len(shown)} of {len(entries)} runs"
                    if len(shown) < len(entries) else "") + f", every {CHART_REFRESH_S:g} s; the 3-D and "
                    "all-classes views (and every run) appear when it has finished.")
-        for col, entry in zip(st.columns(len(shown)), shown):
+        for col, entry in zip(panel_columns(len(shown)), shown):
             with col:
                 m = entry["metrics"]
                 st.markdown(f"**{entry['label']}** · epoch {m['epoch']} · acc {m['test_acc']:.3f} · r_AB {m['r_ab']:.2f}")
@@ -427,7 +437,7 @@ def latent_panels(entries: list[dict[str, Any]], classes: list[int], class_names
     show_3d = st.checkbox("3-D views", value=len(entries) <= THREE_D_RUNS, key=f"{key}-3d-views",
                           help=f"The three latent coordinates of each run; on by default for up to {THREE_D_RUNS} "
                                "runs (each is a WebGL scene, slow to draw in numbers).")
-    cols = st.columns(len(entries))
+    cols = panel_columns(len(entries))
     for col, entry in zip(cols, entries):
         with col:
             st.markdown(f"**{entry['label']}** · epoch {entry['metrics']['epoch']}")
