@@ -77,11 +77,12 @@ def training_estimate(records: list[dict[str, Any]], dataset: str, model: str, d
     seconds}; "runs": how many runs the estimate rests on; "missing": objectives without a run}``."""
     rates: dict[str, list[float]] = {}
     for record in records:
-        timing, kind = record.get("timing") or {}, str(record.get("device") or "").split(":")[0]
+        trained, seconds = (record.get("timing") or {}).get("epochs"), _train_seconds(record)
+        kind = str(record.get("device") or "").split(":")[0]
         if (record.get("dataset") != dataset or record.get("model") != model or (device in ("cpu", "cuda")
-                and kind != device) or not timing.get("epochs") or timing.get("train_seconds") is None):
+                and kind != device) or not trained or seconds is None):
             continue
-        rates.setdefault(record["settings"].get("objective"), []).append(timing["train_seconds"] / timing["epochs"])
+        rates.setdefault(record["settings"].get("objective"), []).append(seconds / trained)
     per_epoch = {o: sorted(rates[o])[len(rates[o]) // 2] for o in objectives if o in rates}
     missing = [o for o in objectives if o not in per_epoch]
     return {"seconds": None if missing else epochs * sum(per_epoch.values()), "per_epoch": per_epoch,

@@ -119,6 +119,14 @@ def _class_name(c: int, names: list[str] | None) -> str:
     return names[c] if names and c < len(names) else str(c)
 
 
+def _simplex_frame(points: np.ndarray, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What both simplex views frame: the nearest-centre boundary rays (``engine.latent.region_boundaries``,
+    long enough to leave any frame around the data) and the data's bounds (points and vertices), lo, hi."""
+    spread = np.vstack([points, vertices])
+    reach = 2 * float(np.abs(spread - spread.mean(axis=0)).max()) + 1e-9
+    return region_boundaries(vertices, reach), spread.min(axis=0), spread.max(axis=0)
+
+
 def simplex_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: np.ndarray | None,
                    title: str, class_names: list[str] | None = None) -> go.Figure:
     """Points of three classes projected onto the plane through their three centres, with the
@@ -129,9 +137,8 @@ def simplex_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: n
     fig.add_trace(go.Scatter(x=tri[:, 0], y=tri[:, 1], mode="lines", line=dict(color="#888", width=1),
                              name="centres" if geometry is not None else "class means", hoverinfo="skip"))
     # the nearest-centre regions of the three classes (GCCS's decision regions among them)
-    spread = np.vstack([points, vertices])
-    reach = 2 * float(np.abs(spread - spread.mean(axis=0)).max()) + 1e-9
-    for i, (start, end) in enumerate(region_boundaries(vertices, reach)):
+    rays, lo, hi = _simplex_frame(points, vertices)
+    for i, (start, end) in enumerate(rays):
         fig.add_trace(go.Scatter(x=[start[0], end[0]], y=[start[1], end[1]], mode="lines",
                                  line=dict(color="#888", width=1, dash="dash"), hoverinfo="skip",
                                  name="nearest-centre boundaries", legendgroup="boundaries", showlegend=i == 0))
@@ -146,7 +153,6 @@ def simplex_figure(z: np.ndarray, y: np.ndarray, classes: list[int], geometry: n
                                  marker=dict(size=14, symbol="x", color=CLASS_COLOURS[k % 10],
                                              line=dict(width=2, color="#000")),
                                  showlegend=False, hovertemplate=f"centre of class {name}<extra></extra>"))
-    lo, hi = spread.min(axis=0), spread.max(axis=0)
     pad = 0.08 * (hi - lo) + 1e-9  # the plot frames the data; the boundary rays run off its edges
     fig.update_xaxes(range=[lo[0] - pad[0], hi[0] + pad[0]])
     fig.update_yaxes(range=[lo[1] - pad[1], hi[1] + pad[1]])
@@ -585,9 +591,7 @@ def simplex_hover_chart(z: np.ndarray, y: np.ndarray, classes: list[int], geomet
     points, _, vertices = simplex_view(z, y, classes, geometry)
     table = hover_table(y, samples, np.isin(y, classes), class_names)  # the rows simplex_view projects
     table["x"], table["y"] = points[:, 0], points[:, 1]
-    spread = np.vstack([points, vertices])
-    reach = 2 * float(np.abs(spread - spread.mean(axis=0)).max()) + 1e-9
-    lo, hi = spread.min(axis=0), spread.max(axis=0)
+    rays, lo, hi = _simplex_frame(points, vertices)
     half = 0.54 * float((hi - lo).max()) + 1e-9  # half the longer side and 8 % on each end, for both axes
     middle = (lo + hi) / 2
     x = alt.X("x:Q", title="plane axis 1", scale=alt.Scale(domain=[middle[0] - half, middle[0] + half], nice=False))
@@ -596,7 +600,6 @@ def simplex_hover_chart(z: np.ndarray, y: np.ndarray, classes: list[int], geomet
     colour = alt.Color("label:N", title="class", scale=_class_colours(names), legend=alt.Legend(orient="bottom"))
     centres = pd.DataFrame({"x": vertices[:, 0], "y": vertices[:, 1], "label": names})
     triangle = pd.DataFrame({"x": vertices[[0, 1, 2, 0], 0], "y": vertices[[0, 1, 2, 0], 1], "order": range(4)})
-    rays = region_boundaries(vertices, reach)
     boundaries = pd.DataFrame({"x": rays[:, 0, 0], "y": rays[:, 0, 1], "x2": rays[:, 1, 0], "y2": rays[:, 1, 1]})
     layers = [  # the rays run past the frame: clipped to it, as Plotly clips them to its axes
         alt.Chart(boundaries).mark_rule(color="#888", strokeWidth=1, strokeDash=[6, 4], clip=True)
